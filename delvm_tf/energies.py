@@ -68,7 +68,8 @@ class EnergyModel(LatentModel):
 
     def build_model(self, input_shape):
         self.visible_bias = self.add_weight(shape=input_shape[1:], initializer="zeros", name="visible_bias")
-        self.sampler.build(input_shape)
+        if not self.sampler.built:  # a deserialised sampler arrives built
+            self.sampler.build(input_shape)
 
     # ------------------------------------------------------------------ energy
     def compute_energy(self, x, training=False) -> tf.Tensor:

@@ -87,7 +87,7 @@ def closed_form_frobenius_sq(layer, features: tf.Tensor, x: tf.Tensor) -> tf.Ten
     if slope == 1.0:
         derivative_sq = tf.ones_like(features)
     else:
-        derivative_sq = tf.where(features > 0, 1.0, slope * slope)
+        derivative_sq = tf.where(features > 0, tf.ones_like(features), tf.fill(tf.shape(features), tf.cast(slope * slope, features.dtype)))
     kernel_sq = tf.square(tf.convert_to_tensor(layer.kernel))
     if isinstance(layer, keras.layers.Dense):
         column_norms_sq = tf.reduce_sum(kernel_sq, axis=0)  # (units,)

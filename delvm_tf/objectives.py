@@ -68,7 +68,7 @@ def score_matching_loss(model, x, estimator: str = "exact", n_projections: int =
                         projection: str = "rademacher", noise_std: float = 0.1, seed=None,
                         training: bool = False) -> tf.Tensor:
     """Per-sample score-matching loss ``(batch,)`` of an energy model with the chosen estimator."""
-    x = tf.convert_to_tensor(x, dtype=model.compute_dtype)
+    x = tf.cast(x, model.compute_dtype)
     if estimator == "exact":
         return exact_score_matching(model, x, training=training)
     if estimator == "sliced":
@@ -80,6 +80,6 @@ def score_matching_loss(model, x, estimator: str = "exact", n_projections: int =
 
 def contrastive_divergence_loss(model, x, sampler, seed=None, training: bool = False) -> tf.Tensor:
     """Per-sample ``E(x) − E(stop_grad(x'))`` with negatives ``x'`` drawn by ``sampler``."""
-    x = tf.convert_to_tensor(x, dtype=model.compute_dtype)
+    x = tf.cast(x, model.compute_dtype)
     negatives = tf.stop_gradient(sampler.sample(model, x, seed=seed, training=training))
     return model.energy(x, training=training) - model.energy(negatives, training=training)

@@ -101,17 +101,20 @@ class LangevinSampler(Sampler):
         restart = tf.reshape(restart, [-1] + [1] * (len(x.shape) - 1))
         return tf.where(restart, fresh, chains), index
 
+    def _step(self, model, x, seed, training):
+        _, gradient = model.energy_gradient(x, training=training)
+        if self.max_gradient_norm is not None:
+            gradient = tf.clip_by_norm(gradient, self.max_gradient_norm, axes=list(range(1, len(x.shape))))
+        noise = keras.random.normal(tf.shape(x), dtype=x.dtype, seed=seed)
+        return tf.stop_gradient(x - 0.5 * self.step_size * gradient
+                                + self.noise_scale * self.step_size ** 0.5 * noise)
+
     def sample(self, model, x, seed=None, training=False):
         x, index = self._initial_state(tf.stop_gradient(x), seed)
-        for _ in range(self.steps):
-            _, gradient = model.energy_gradient(x, training=training)
-            if self.max_gradient_norm is not None:
-                axes = list(range(1, len(x.shape)))
-                gradient = tf.clip_by_norm(gradient, self.max_gradient_norm, axes=axes)
-            noise = keras.random.normal(tf.shape(x), seed=seed)
-            x = x - 0.5 * self.step_size * gradient + self.noise_scale * (self.step_size ** 0.5) * noise
-            x = tf.stop_gradient(x)
-        if index is not None:
+        _, x = tf.while_loop(lambda i, _: i < self.steps,
+                             lambda i, x_: (i + 1, self._step(model, x_, seed, training)),
+                             (tf.constant(0), x))
+        if index is not None and training:
             self.buffer.assign(tf.tensor_scatter_nd_update(
                 tf.convert_to_tensor(self.buffer), index[:, None], x))
         return x
