@@ -48,6 +48,9 @@ class LatentModel(keras.Model):
         seed: seed of the model's own random numbers (sampling noise, projections).
     """
 
+    #: The anomaly score that suits the model (a name understood by ``delvm_tf.anomaly``).
+    default_anomaly_score = "reconstruction_error"
+
     def __init__(self, encoder, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(encoder, keras.layers.Layer):
@@ -65,14 +68,14 @@ class LatentModel(keras.Model):
         if len(input_shape) < 2:
             raise ValueError(f"Inputs need a batch axis and at least one feature axis; got shape {input_shape}.")
         self.sample_shape = tuple(int(d) for d in input_shape[1:])
+        if not self.encoder.built:  # (an unbuilt Sequential with Flatten cannot compute_output_spec)
+            self.encoder.build((None, *self.sample_shape))
         spec = self.encoder.compute_output_spec(keras.KerasTensor((None, *self.sample_shape)))
         if not isinstance(spec, keras.KerasTensor):
             raise ValueError("The encoder must return a single tensor; it returned "
                              f"{type(spec).__name__}. Wrap multi-output networks so that they return one tensor.")
         if not keras.backend.is_float_dtype(spec.dtype) or len(spec.shape) < 2:
             raise ValueError(f"The encoder output must be a float tensor with a batch axis; got {spec}.")
-        if not self.encoder.built:
-            self.encoder.build((None, *self.sample_shape))
         self.build_model((None, *self.sample_shape))
         self.built = True
 

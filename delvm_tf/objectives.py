@@ -78,8 +78,15 @@ def score_matching_loss(model, x, estimator: str = "exact", n_projections: int =
     raise ValueError(f"Unknown estimator {estimator!r}; use one of {ESTIMATORS}.")
 
 
-def contrastive_divergence_loss(model, x, sampler, seed=None, training: bool = False) -> tf.Tensor:
-    """Per-sample ``E(x) − E(stop_grad(x'))`` with negatives ``x'`` drawn by ``sampler``."""
+def contrastive_divergence_loss(model, x, sampler, seed=None, training: bool = False,
+                                energy_l2: float = 0.0) -> tf.Tensor:
+    """Per-sample ``E(x) − E(stop_grad(x'))`` with negatives ``x'`` drawn by ``sampler``,
+    plus ``energy_l2·(E(x)² + E(x')²)`` when given (the energy-magnitude penalty of JEM/CEBM)."""
     x = tf.cast(x, model.compute_dtype)
     negatives = tf.stop_gradient(sampler.sample(model, x, seed=seed, training=training))
-    return model.energy(x, training=training) - model.energy(negatives, training=training)
+    energy_data = model.energy(x, training=training)
+    energy_model = model.energy(negatives, training=training)
+    loss = energy_data - energy_model
+    if energy_l2:
+        loss += energy_l2 * (tf.square(energy_data) + tf.square(energy_model))
+    return loss
