@@ -16,8 +16,6 @@ batches, numpy returned) or a tensor (used as is inside graphs, tensor returned)
 
 from __future__ import annotations
 
-import weakref
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -26,7 +24,6 @@ from delvm_tf.callbacks import DivergenceMonitor
 from delvm_tf.networks import encoder_layers
 
 DEFAULT_BATCH_SIZE = 256
-_COMPILED = weakref.WeakKeyDictionary()  # model -> {method name: tf.function}
 
 
 def _is_tensor(x) -> bool:
@@ -61,6 +58,7 @@ class LatentModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.sample_shape = None
         self.divergence = None
+        self._compiled_functions = {}  # method name -> tf.function of the numpy path
 
     # ----------------------------------------------------------------- building
     def build(self, input_shape):
@@ -184,11 +182,10 @@ class LatentModel(keras.Model):
         x = self.check_input(x)
         if not self.built:
             self.build((None, *x.shape[1:]))
-        cache = _COMPILED.setdefault(self, {})
         key = name or fn.__name__
-        if key not in cache:
-            cache[key] = tf.function(fn, reduce_retracing=True)
-        compiled = cache[key]
+        if key not in self._compiled_functions:
+            self._compiled_functions[key] = tf.function(fn, reduce_retracing=True)
+        compiled = self._compiled_functions[key]
         size = batch_size or DEFAULT_BATCH_SIZE
         parts = [compiled(tf.constant(x[i:i + size])) for i in range(0, len(x), size)]
         if not parts:

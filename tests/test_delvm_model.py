@@ -195,3 +195,17 @@ def test_paper_sampler_needs_a_delvm():
 
     with pytest.raises(ValueError, match="needs the DELVM conditional"):
         Quadratic(encoder=networks.dense([2]), objective="cd", sampler="paper")
+
+
+def test_models_are_freed_after_numpy_calls(images):
+    """The compiled numpy-path functions must not keep a model alive (sweeps build many)."""
+    import gc
+    import weakref
+
+    model = conv_model()
+    model.energy(images[:3])
+    model.reconstruction_error(images[:3])
+    reference = weakref.ref(model)
+    del model
+    gc.collect()
+    assert reference() is None
