@@ -22,7 +22,6 @@ Fashion-MNIST IDX files instead of random inputs.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import resource
@@ -31,7 +30,6 @@ import time
 
 import numpy as np
 
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
 def rss_mib() -> float:
@@ -52,24 +50,11 @@ def peak_rss_mib() -> float:
     return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024
 
 
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def load_data(kind: str, n_train: int, n_test: int, seed: int):
     if kind == "fashion":
-        names = [f"{split}-{what}-idx{n}-ubyte.gz" for split in ("train", "t10k")
-                 for what, n in (("images", 3), ("labels", 1))]
-        x_train, y_train, x_test, y_test = (read_idx(os.path.join(FASHION_MNIST, name)) for name in names)
-        x_train = x_train[:n_train, :, :, None].astype(np.float32) / 255.0
-        x_test = x_test[:n_test, :, :, None].astype(np.float32) / 255.0
-        mean, std = x_train.mean(), x_train.std()
-        return ((x_train - mean) / std, y_train[:n_train].astype(np.int64)), \
-               ((x_test - mean) / std, y_test[:n_test].astype(np.int64))
+        from delvm_tf import datasets
+        (x_train, y_train), (x_test, y_test) = datasets.load("fashion_mnist", download=False)
+        return (x_train[:n_train], y_train[:n_train]), (x_test[:n_test], y_test[:n_test])
     rng = np.random.default_rng(seed)
     def split(n):
         return (rng.standard_normal((n, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, n))

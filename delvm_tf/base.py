@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from delvm_tf.callbacks import DivergenceMonitor
+from delvm_tf.jacobians import squared_norm
 from delvm_tf.networks import encoder_layers
 
 DEFAULT_BATCH_SIZE = 256
@@ -99,8 +100,7 @@ class LatentModel(keras.Model):
     def reconstruction_error(self, x, batch_size: int | None = None):
         """``RE(x) = ||x − x̂||²`` per sample, the anomaly score of SPEC §3."""
         def error(x_):
-            residual = x_ - self.compute_reconstruction(x_)
-            return tf.reduce_sum(tf.reshape(tf.square(residual), [tf.shape(x_)[0], -1]), axis=1)
+            return squared_norm(x_ - self.compute_reconstruction(x_))
         return self._apply(error, x, batch_size, name="reconstruction_error")
 
     def layer_outputs(self, x, batch_size: int | None = None):

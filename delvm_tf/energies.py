@@ -78,7 +78,7 @@ class EnergyModel(LatentModel):
 
     def base_energy(self, x) -> tf.Tensor:
         """``||x − b||²/(2σ²)``, the Gaussian base every energy here shares."""
-        return objectives.squared_norm(x - self.visible_bias) / (2.0 * self.sigma ** 2)
+        return jacobians.squared_norm(x - self.visible_bias) / (2.0 * self.sigma ** 2)
 
     def energy(self, x, training=False, batch_size: int | None = None):
         """``E(x)`` per sample (numpy in, numpy out; tensor in, tensor out)."""
@@ -159,8 +159,10 @@ class DELVM(EnergyModel):
         self.feature_shape = tuple(self.encoder.compute_output_shape(input_shape)[1:])
 
     def compute_energy(self, x, training=False):
-        features = self.encoder(x, training=training)
-        return self.base_energy(x) - 0.5 * objectives.squared_norm(features)
+        return self._energy_from_features(x, self.encoder(x, training=training))
+
+    def _energy_from_features(self, x, features):
+        return self.base_energy(x) - 0.5 * jacobians.squared_norm(features)
 
     def jacobian_frobenius_sq(self, x, features=None, training=False) -> tf.Tensor:
         """``||J_f(x)||_F²`` per sample (piecewise-linear encoders)."""
@@ -185,7 +187,7 @@ class DELVM(EnergyModel):
         with tf.GradientTape() as tape:
             tape.watch(x)
             features = self.encoder(x, training=training)
-            energy = self.base_energy(x) - 0.5 * objectives.squared_norm(features)
+            energy = self._energy_from_features(x, features)
         gradient = tape.gradient(energy, x)
         trace = self._curvature_of_base(x) - self.jacobian_frobenius_sq(x, features, training=training)
         return gradient, trace
@@ -194,7 +196,7 @@ class DELVM(EnergyModel):
         if not self.piecewise_linear:
             return super().hessian_quadratic_form(x, v, training=training)
         encoder_jvp = jacobians.jvp_sq_norm(lambda x_: self.encoder(x_, training=training), x, v)
-        return objectives.squared_norm(v) / self.sigma ** 2 - encoder_jvp
+        return jacobians.squared_norm(v) / self.sigma ** 2 - encoder_jvp
 
     def sample_visible(self, x, seed=None, training=False):
         """One mean-field step: ``h ~ N(f(x), I)``, then ``x' = b + σ² J_f(x)ᵀ h``."""

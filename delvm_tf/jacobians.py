@@ -106,11 +106,16 @@ def _sum_nonbatch(t: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.reshape(t, [tf.shape(t)[0], -1]), axis=1)
 
 
+def squared_norm(t: tf.Tensor) -> tf.Tensor:
+    """Per-sample ``||t||²`` over every non-batch axis."""
+    return _sum_nonbatch(tf.square(t))
+
+
 def jvp_sq_norm(fn, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
     """``||J_fn(x) v||²`` per row of ``x`` (forward-mode autodiff)."""
     with tf.autodiff.ForwardAccumulator(x, v) as acc:
         y = fn(x)
-    return _sum_nonbatch(tf.square(acc.jvp(y)))
+    return squared_norm(acc.jvp(y))
 
 
 def vjp_sq_norm(fn, x: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
@@ -118,7 +123,7 @@ def vjp_sq_norm(fn, x: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
     with tf.GradientTape() as tape:
         tape.watch(x)
         y = fn(x)
-    return _sum_nonbatch(tf.square(tape.gradient(y, x, output_gradients=u)))
+    return squared_norm(tape.gradient(y, x, output_gradients=u))
 
 
 def hessian_quadratic_form(energy_fn, x: tf.Tensor, v: tf.Tensor) -> tf.Tensor:

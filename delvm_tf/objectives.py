@@ -21,13 +21,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from delvm_tf.jacobians import squared_norm
+
 ESTIMATORS = ("exact", "sliced", "denoising")
 PROJECTIONS = ("rademacher", "gaussian")
-
-
-def squared_norm(t: tf.Tensor) -> tf.Tensor:
-    """Per-sample ``||t||²`` over every non-batch axis."""
-    return tf.reduce_sum(tf.reshape(tf.square(t), [tf.shape(t)[0], -1]), axis=1)
 
 
 def random_projections(shape, distribution: str = "rademacher", seed=None, dtype="float32") -> tf.Tensor:

@@ -1,40 +1,20 @@
 """Tests of the streamed linear feature probe (delvm_tf.probe, SPEC §2)."""
 
-import gzip
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import delvm_tf
-from delvm_tf import probe
-
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-
-
-def _read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
+from delvm_tf import datasets, probe
 
 @pytest.fixture(scope="module")
 def fashion_slice():
-    files = [os.path.join(FASHION_MNIST, f"{split}-{kind}-idx{n}-ubyte.gz")
-             for split in ("train", "t10k") for kind, n in (("images", 3), ("labels", 1))]
-    missing = [f for f in files if not os.path.exists(f)]
-    if missing:
-        pytest.skip(f"Fashion-MNIST IDX files not found ({', '.join(missing)}); "
-                    "install the Debian package dataset-fashion-mnist.")
-    x_train, y_train, x_test, y_test = (_read_idx(f) for f in files)
-    x_train = x_train[:2000, :, :, None].astype(np.float32) / 255.0
-    x_test = x_test[:500, :, :, None].astype(np.float32) / 255.0
-    mean, std = x_train.mean(), x_train.std()
-    return ((x_train - mean) / std, y_train[:2000].astype(np.int64)), ((x_test - mean) / std,
-                                                                      y_test[:500].astype(np.int64))
+    """2000 train / 500 test Fashion-MNIST images, z-scored with the full train statistics."""
+    try:
+        (x_train, y_train), (x_test, y_test) = datasets.load("fashion_mnist", download=False)
+    except datasets.DataNotFoundError:
+        pytest.skip("Fashion-MNIST not found; install the Debian package dataset-fashion-mnist.")
+    return (x_train[:2000], y_train[:2000]), (x_test[:500], y_test[:500])
 
 
 def _conv_model(filters=(4, 3), kernels=(3, 3), shape=(8, 8, 1), seed=0):
