@@ -176,6 +176,24 @@ class DELVM(EnergyModel):
     def _curvature_of_base(self, x):
         return jacobians.input_dim(x) / self.sigma ** 2
 
+    def _features_energy_gradient(self, x, training=False):
+        """``(f(x), E(x), ∇ₓE(x))`` in one pass: written out for one layer, else by autodiff."""
+        if self.closed_form_layer is not None:
+            # ∇E = (x − b)/σ² − J_fᵀ f with J_fᵀ written out: cheaper than a nested tape.
+            features = self.encoder(x, training=training)
+            gradient = (x - self.visible_bias) / self.sigma ** 2 - jacobians.closed_form_jacobian_transpose(
+                self.closed_form_layer, features, x)
+            return features, self._energy_from_features(x, features), gradient
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            features = self.encoder(x, training=training)
+            energy = self._energy_from_features(x, features)
+        return features, energy, tape.gradient(energy, x)
+
+    def energy_gradient(self, x, training=False):
+        _, energy, gradient = self._features_energy_gradient(x, training=training)
+        return energy, gradient
+
     def hessian_trace(self, x, training=False):
         if not self.piecewise_linear:
             return super().hessian_trace(x, training=training)
@@ -184,18 +202,18 @@ class DELVM(EnergyModel):
     def gradient_and_hessian_trace(self, x, training=False):
         if not self.piecewise_linear:
             return super().gradient_and_hessian_trace(x, training=training)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            features = self.encoder(x, training=training)
-            energy = self._energy_from_features(x, features)
-        gradient = tape.gradient(energy, x)
-        trace = self._curvature_of_base(x) - self.jacobian_frobenius_sq(x, features, training=training)
-        return gradient, trace
+        features, _, gradient = self._features_energy_gradient(x, training=training)
+        return gradient, self._curvature_of_base(x) - self.jacobian_frobenius_sq(x, features, training=training)
 
     def hessian_quadratic_form(self, x, v, training=False):
+        """``vᵀ∇²E v = ||v||²/σ² − ||J_f v||²`` (piecewise-linear ``f``), else the generic HVP."""
         if not self.piecewise_linear:
             return super().hessian_quadratic_form(x, v, training=training)
-        encoder_jvp = jacobians.jvp_sq_norm(lambda x_: self.encoder(x_, training=training), x, v)
+        if self.closed_form_layer is not None:
+            features = self.encoder(x, training=training)
+            encoder_jvp = jacobians.squared_norm(jacobians.closed_form_jvp(self.closed_form_layer, features, v))
+        else:
+            encoder_jvp = jacobians.jvp_sq_norm(lambda x_: self.encoder(x_, training=training), x, v)
         return jacobians.squared_norm(v) / self.sigma ** 2 - encoder_jvp
 
     def sample_visible(self, x, seed=None, training=False):

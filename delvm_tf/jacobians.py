@@ -84,10 +84,8 @@ def closed_form_frobenius_sq(layer, features: tf.Tensor, x: tf.Tensor) -> tf.Ten
     For ReLU-like activations ``a > 0 ⇔ f > 0``, so ``g'(a)`` is read off the features.
     """
     slope = _negative_slope(layer)
-    if slope == 1.0:
-        derivative_sq = tf.ones_like(features)
-    else:
-        derivative_sq = tf.where(features > 0, tf.ones_like(features), tf.fill(tf.shape(features), tf.cast(slope * slope, features.dtype)))
+    positive = tf.cast(features > 0, features.dtype)
+    derivative_sq = positive + slope * slope * (1.0 - positive) if slope else positive
     kernel_sq = tf.square(tf.convert_to_tensor(layer.kernel))
     if isinstance(layer, keras.layers.Dense):
         column_norms_sq = tf.reduce_sum(kernel_sq, axis=0)  # (units,)
@@ -96,6 +94,34 @@ def closed_form_frobenius_sq(layer, features: tf.Tensor, x: tf.Tensor) -> tf.Ten
         tf.ones_like(x[:1]), kernel_sq, strides=layer.strides, padding=layer.padding.upper(),
         dilations=layer.dilation_rate, data_format="NHWC" if layer.data_format == "channels_last" else "NCHW")
     return tf.reduce_sum(derivative_sq * in_bounds, axis=[1, 2, 3])
+
+
+def closed_form_jacobian_transpose(layer, features: tf.Tensor, x: tf.Tensor, u: tf.Tensor | None = None) -> tf.Tensor:
+    """``J_f(x)ᵀ u = Wᵀ(g'(a) ⊙ u)`` of one piecewise-linear Dense or Conv2D layer, written out
+    (a matmul or a transposed convolution) so that SM needs no inner tape for it.
+    ``u=None`` means ``u = f``, for which ``g'(a) ⊙ f = f`` under ReLU and linear activations."""
+    slope = _negative_slope(layer)
+    if u is None:
+        u = features if slope in (0.0, 1.0) else tf.where(features > 0, features, slope * features)
+    elif slope != 1.0:
+        u = tf.where(features > 0, u, slope * u)
+    kernel = tf.convert_to_tensor(layer.kernel)
+    if isinstance(layer, keras.layers.Dense):
+        return tf.matmul(u, kernel, transpose_b=True)
+    return tf.nn.conv2d_transpose(u, kernel, tf.shape(x), strides=layer.strides, padding=layer.padding.upper(),
+                                  dilations=layer.dilation_rate)
+
+
+def closed_form_jvp(layer, features: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
+    """``J_f(x) v = g'(a) ⊙ (W v)`` of one piecewise-linear Dense or Conv2D layer (one matmul/conv)."""
+    kernel = tf.convert_to_tensor(layer.kernel)
+    if isinstance(layer, keras.layers.Dense):
+        linear = tf.matmul(v, kernel)
+    else:
+        linear = tf.nn.convolution(v, kernel, strides=layer.strides, padding=layer.padding.upper(),
+                                   dilations=layer.dilation_rate)
+    slope = _negative_slope(layer)
+    return linear if slope == 1.0 else tf.where(features > 0, linear, slope * linear)
 
 
 def _flat_size(shape) -> int:

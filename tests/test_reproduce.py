@@ -1,0 +1,162 @@
+"""The reproduction scripts (reproduce/*.py) at --scale=smoke, resume, and the sweep specification."""
+
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, shared_data_file
+from delvm_tf import reproduction
+
+SCRIPTS = sorted(p for p in (REPO / "reproduce").glob("*.py") if p.stem != "all")
+FIGURES = {f.name: f for f in reproduction.load_figure_scripts(REPO / "reproduce")}
+
+
+def _data_available(dataset: str) -> bool:
+    if dataset == "fashion_mnist":
+        folders = [os.environ.get("DELVM_DATA_DIR"), str(REPO.parent / "shared" / "data"), "/usr/share/datasets"]
+        return any(folder and (pathlib.Path(folder) / sub / "train-images-idx3-ubyte.gz").is_file()
+                   for folder in folders for sub in (".", "fashion-mnist"))
+    if dataset == "ecg5000":
+        return shared_data_file("ecg5000.csv") is not None
+    return shared_data_file("cifar10-jpeg75.tar") is not None
+
+
+def _require(figure):
+    if not _data_available(figure.dataset):
+        pytest.skip(f"{figure.dataset} data not found ($DELVM_DATA_DIR, ../shared/data, /usr/share/datasets)")
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def _run(figure, tmp_path, **kwargs):
+    return reproduction.run(figure, scale="smoke", output_dir=tmp_path, log=lambda line: None, **kwargs)
+
+
+def test_every_figure_has_a_script_in_order():
+    names = list(FIGURES)
+    assert [n.split("_")[0] for n in names] == list(reproduction.ORDER)
+    assert len(SCRIPTS) == 10 and (REPO / "reproduce" / "all.py").is_file()
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_script_runs_at_smoke_scale(name, tmp_path):
+    figure = FIGURES[name]
+    _require(figure)
+    summary = _run(figure, tmp_path)
+    columns, rows = _rows(tmp_path / f"{name}.csv")
+    metrics = ["accuracy"] if figure.task == "probe" else ["precision", "recall", "f1", "auroc", "auprc", "trivial_f1"]
+    assert columns[:13] == list(reproduction.BASE_COLUMNS)
+    assert columns[13:13 + len(metrics)] == metrics
+    assert summary["trained"] == len(rows) > 0
+    models = {r["model"] for r in rows}
+    assert models <= set(reproduction.MODEL_NAMES)
+    assert set(figure.models) <= models
+    assert ("random-init" in models) == (figure.task == "probe")
+    for r in rows:
+        assert r["figure"] == name and r["dataset"] == figure.dataset and r["scale"] == "smoke"
+        for m in metrics:
+            value = float(r[m])
+            assert 0.0 <= value <= 1.0, (m, value)
+    png = tmp_path / f"{name}.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = json.loads((tmp_path / f"{name}.json").read_text())
+    run = meta["runs"][-1]
+    assert run["git"]["commit"] and run["versions"]["tensorflow"] and run["hardware"]["cpu_count"]
+    assert run["wall_seconds"] > 0 and run["flags"]["scale"] == "smoke"
+    scale = meta["scales"]["smoke"]
+    assert scale["settings"]["batch_size"] == 100 and scale["settings"]["sigma"] == 1.0
+    assert scale["protocol"]["notes"] and "lossy" in scale and scale["data"]["preprocessing"]
+    assert len(meta["points"]) == len(rows)
+    if figure.task == "anomaly":
+        refs = meta["references"]["smoke"]
+        assert 0 < refs["trivial"]["f1"] <= 1 and 0 <= refs["mean-template"]["f1"] <= 1
+    if figure.dataset.startswith("cifar10"):
+        assert "JPEG" in rows[0]["data_source"] and scale["lossy"] is True
+
+
+def test_resume_continues_an_interrupted_sweep(tmp_path):
+    figure = FIGURES["fig7_ecg_hidden_units"]
+    _require(figure)
+    first = _run(figure, tmp_path)
+    csv_path = tmp_path / f"{figure.name}.csv"
+    columns, rows = _rows(csv_path)
+    assert first["trained"] == len(rows) == 3
+    # Simulate a run killed before its last point: drop the last row.
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows[:-1])
+    second = _run(figure, tmp_path, resume=True)
+    assert (second["trained"], second["skipped"]) == (1, 2)
+    _, resumed = _rows(csv_path)
+    assert [r["model"] for r in resumed] == [r["model"] for r in rows]
+    assert resumed[:2] == rows[:2]  # finished points are kept as they were
+    third = _run(figure, tmp_path, resume=True)
+    assert (third["trained"], third["skipped"]) == (0, 3)
+    assert len(json.loads((tmp_path / f"{figure.name}.json").read_text())["runs"]) == 3
+    fresh = _run(figure, tmp_path, models=["AE"])  # without --resume the sweep starts afresh
+    assert fresh["trained"] == 1 and [r["model"] for r in _rows(csv_path)[1]] == ["AE"]
+
+
+def test_models_subset_and_unknown_model(tmp_path):
+    figure = FIGURES["fig7_ecg_hidden_units"]
+    with pytest.raises(ValueError, match="CEBM"):
+        reproduction.run(figure, scale="smoke", output_dir=tmp_path, models=["CEBM"])
+    points = reproduction.sweep_points(figure, reproduction.SCALES["paper"]["ecg5000"], ["AE"])
+    assert {p.model for p in points} == {"AE"} and len(points) == 8
+
+
+def test_command_line(tmp_path):
+    figure = FIGURES["fig7_ecg_hidden_units"]
+    _require(figure)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, str(REPO / "reproduce" / "fig7_ecg_hidden_units.py"), "--scale=smoke",
+                             "--models=AE", f"--output_dir={tmp_path}", "--seed=1"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ETA" in result.stdout
+    _, rows = _rows(tmp_path / "fig7_ecg_hidden_units.csv")
+    assert [r["model"] for r in rows] == ["AE"] and rows[0]["seed"] == "1"
+
+
+def test_sweep_specification():
+    quick = reproduction.SCALES["quick"]["fashion_mnist"]
+    fig1 = reproduction.sweep_points(FIGURES["fig1_filters_sm_cd"], quick)
+    grid = len(quick.filters) * len(quick.kernel_sizes)
+    assert len(fig1) == 3 * grid  # SM, CD and one random-init control per grid point
+    assert all(p.layers == 1 for p in fig1)
+    paper = reproduction.SCALES["paper"]["fashion_mnist"]
+    fig3 = reproduction.sweep_points(FIGURES["fig3_hidden_layers"], paper)
+    sm = [p for p in fig3 if p.model == "SM-DELVM"]
+    assert [(p.size, p.kernel_size, p.layers) for p in sm] == [(70, 5, n) for n in (1, 2, 3, 4)]
+    assert {(p.size, p.kernel_size) for p in fig3 if p.model == "random-init"} == {(70, 5), (80, 9), (20, 5)}
+    assert len(paper.filters) == 8 and paper.kernel_sizes == (3, 5, 7, 9) and paper.epochs["cd"] == 100
+    table = reproduction.sweep_points(FIGURES["table1_cifar_anomaly"], reproduction.SCALES["paper"]["cifar10_anomaly"])
+    assert [(p.model, p.size, p.kernel_size, p.layers) for p in table] == [
+        ("SM-DELVM", 70, 7, 1), ("CD-DELVM", 70, 3, 1), ("CAE", 50, 5, 1)]
+
+
+def test_model_factory_records_the_paper_settings():
+    protocol = reproduction.SCALES["paper"]["fashion_mnist"]
+    model, spec = reproduction.build_model("SM-DELVM", "image", 8, 3, 1, 0, protocol)
+    assert (model.objective, model.estimator, spec["epochs"]) == ("sm", "exact", 10)
+    model, spec = reproduction.build_model("SM-DELVM", "image", 8, 3, 3, 0, protocol)
+    assert model.estimator == "sliced" and spec["learning_rates"] == [1e-3, 1e-4, 1e-5]
+    model, spec = reproduction.build_model("CD-DELVM", "image", 8, 3, 1, 0, protocol)
+    assert model.objective == "cd" and type(model.sampler).__name__ == "PaperSampler" and spec["epochs"] == 100
+    model, spec = reproduction.build_model("CD-DEM", "image", 8, 3, 1, 0, protocol)
+    assert type(model.sampler).__name__ == "LangevinSampler" and spec["hidden_units"] == reproduction.DEM_HIDDEN_UNITS
+    ecg = reproduction.SCALES["paper"]["ecg5000"]
+    model, spec = reproduction.build_model("CEBM", "ecg", 2048, None, 2, 0, ecg)
+    assert spec["epochs"] == 50 and model.sampler.steps == 60
+    _, spec = reproduction.build_model("AE", "ecg", 256, None, 1, 0, ecg)
+    assert spec["epochs"] == 100 and spec["learning_rates"] == [1e-3]
