@@ -938,11 +938,13 @@ def plot(figure: Figure, rows: list[dict], meta: dict, path: Path, scale: str) -
             if not rs:
                 continue
             if model == "random-init":
-                archs = sorted({(r["filters_or_units"], r["kernel_size"]) for r in rs})
-                for j, arch in enumerate(archs):
-                    sub = [r for r in rs if (r["filters_or_units"], r["kernel_size"]) == arch]
+                # filters sweep: one control line per panel; layers sweep: one per architecture
+                def arch_of(r):
+                    return None if figure.sweep == "filters" else (r["filters_or_units"], r["kernel_size"])
+                for j, arch in enumerate(sorted({arch_of(r) for r in rs}, key=str)):
+                    sub = [r for r in rs if arch_of(r) == arch]
                     xs, ys = _series(sub, x_key, metric)
-                    tag = "" if figure.sweep == "filters" else f" ({arch[0]}, {arch[1]})" if arch[1] else f" ({arch[0]})"
+                    tag = "" if arch is None else f" ({arch[0]}, {arch[1]})"
                     ax.plot(xs, np.array(ys) * 100, color="0.55", ls="--", marker="x", lw=1,
                             alpha=1 - 0.2 * j, label=f"random-init{tag}")
                 continue
@@ -974,6 +976,8 @@ def plot(figure: Figure, rows: list[dict], meta: dict, path: Path, scale: str) -
         ax.set_ylabel("AUROC (%) (not in the paper)")
         if figure.sweep == "units":
             ax.set_xscale("log", base=2)
+        if figure.sweep == "layers":
+            ax.set_xticks(sorted({int(_num(r["layers"])) for r in rows}))
         ax.set_title("threshold-free check")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
