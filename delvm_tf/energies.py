@@ -218,8 +218,16 @@ class DELVM(EnergyModel):
 
     def sample_visible(self, x, seed=None, training=False):
         """One mean-field step: ``h ~ N(f(x), I)``, then ``x' = b + σ² J_f(x)ᵀ h``."""
-        with tf.GradientTape() as tape:
-            tape.watch(x)
+        def sample_hidden(features):
+            return features + keras.random.normal(tf.shape(features), dtype=features.dtype, seed=seed)
+
+        if self.closed_form_layer is not None:
             features = self.encoder(x, training=training)
-        hidden = features + keras.random.normal(tf.shape(features), dtype=features.dtype, seed=seed)
-        return self.visible_bias + self.sigma ** 2 * tape.gradient(features, x, output_gradients=hidden)
+            jacobian_transpose_h = jacobians.closed_form_jacobian_transpose(
+                self.closed_form_layer, features, x, sample_hidden(features))
+        else:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                features = self.encoder(x, training=training)
+            jacobian_transpose_h = tape.gradient(features, x, output_gradients=sample_hidden(features))
+        return self.visible_bias + self.sigma ** 2 * jacobian_transpose_h

@@ -673,7 +673,10 @@ def environment() -> dict:
                      "sched_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                      "memory_gb": memory_gb,
                      "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
-        "git": {"commit": git("rev-parse", "HEAD"), "dirty_files": len(git("status", "--porcelain").splitlines())},
+        # Uncommitted changes outside results/ (the run's own outputs are rewritten as it goes).
+        "git": {"commit": git("rev-parse", "HEAD"),
+                "uncommitted": [line[3:] for line in git("status", "--porcelain").splitlines()
+                                if not line[3:].startswith("results/")]},
     }
 
 
