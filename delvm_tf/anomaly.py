@@ -37,15 +37,21 @@ METRIC_KEYS = ("precision", "recall", "f1", "auroc", "auprc", "threshold", "triv
 
 
 # ------------------------------------------------------------------------ validation
+def _as_numeric_vector(a, name: str, what: str) -> np.ndarray:
+    """``a`` as a numeric 1-D array (a column vector is flattened); clear errors otherwise."""
+    a = np.asarray(a)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array with {what}; got shape {a.shape}.")
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric ({what}); got dtype {a.dtype}.")
+    return a
+
+
 def check_labels(y, name: str = "y") -> np.ndarray:
     """``y`` as a 1-D int array of 0 (normal) / 1 (abnormal); clear errors otherwise."""
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of 0/1 labels; got shape {y.shape}.")
-    if y.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must contain the labels 0 (normal) and 1 (abnormal); got dtype {y.dtype}.")
+    y = _as_numeric_vector(y, name, "the labels 0 (normal) and 1 (abnormal)")
     values = np.unique(y)
     bad = values[(values != 0) & (values != 1)]
     if bad.size:
@@ -57,14 +63,7 @@ def check_labels(y, name: str = "y") -> np.ndarray:
 
 def check_scores(scores, name: str = "scores") -> np.ndarray:
     """``scores`` as a 1-D float64 array with no NaN/Inf."""
-    scores = np.asarray(scores)
-    if scores.ndim == 2 and scores.shape[1] == 1:
-        scores = scores[:, 0]
-    if scores.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array with one score per sample; got shape {scores.shape}.")
-    if scores.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be numeric; got dtype {scores.dtype}.")
-    scores = scores.astype(np.float64)
+    scores = _as_numeric_vector(scores, name, "one score per sample").astype(np.float64)
     bad = ~np.isfinite(scores)
     if bad.any():
         raise ValueError(f"{name} contain {int(bad.sum())} NaN or Inf values (first at index "
