@@ -13,6 +13,11 @@ epochs, probe settings and the grid. Everything else lives here, once:
   and finally plots the figure in the paper's layout;
 - :func:`run_cli` is the absl command line used by every script.
 
+Besides the paper's figures, the ``"sigma"`` sweep is an ablation (not in the paper): one
+model at its best single-layer setting for a range of the data scale σ (paper: 1), with
+the effective rank of the learned filters and the number of k×k patch-covariance
+eigenvalues above σ², which bounds it (SPEC §1.1: DELVM only widens its N(b, σ²I) base).
+
 A reproduce script is a config plus one call::
 
     FIGURE = reproduction.Figure(name="fig3_hidden_layers", title="Fig. 3 ...",
@@ -69,7 +74,10 @@ ANOMALY_METRICS = ("precision", "recall", "f1", "auroc", "auprc", "trivial_f1")
 #: with --resume) and, for anomaly rows, the threshold used.
 EXTRA_COLUMNS = {"probe": ("scale",), "anomaly": ("scale", "threshold")}
 #: The columns that identify a sweep point (resume skips rows whose key is in the CSV).
-KEY_COLUMNS = ("model", "filters_or_units", "kernel_size", "layers", "epochs", "train_size", "seed", "scale")
+KEY_COLUMNS = ("model", "filters_or_units", "kernel_size", "layers", "epochs", "train_size", "seed", "scale",
+               "sigma")
+#: The extra column of the "sigma" ablation sweep (absent from the paper's figures).
+SIGMA_COLUMN = "sigma"
 
 BATCH_SIZE = 100            # SPEC §5
 SIGMA = 1.0                 # SPEC §1.1 (paper: 1)
@@ -117,7 +125,9 @@ class Figure:
             ``"cifar10_anomaly"`` (anomaly figures).
         sweep: ``"filters"`` (single layer, #filters × kernel size), ``"units"`` (single
             dense layer, #hidden units), ``"layers"`` (1–4 layers at each model's best
-            single-layer setting) or ``"best"`` (each model's best single layer; Table 1).
+            single-layer setting), ``"best"`` (each model's best single layer; Table 1) or
+            ``"sigma"`` (ablation: each model's best single layer for every σ of the scale's
+            ``sigmas``).
         models: the models compared (names of :data:`MODEL_NAMES`). Probe figures add a
             ``random-init`` control row for every architecture point.
         paper: the paper's stated numbers to overlay, ``{model: {"x": ..., metric: value}}``
@@ -136,7 +146,7 @@ class Figure:
     def __post_init__(self):
         if self.dataset not in DATASET_KINDS:
             raise ValueError(f"Unknown dataset {self.dataset!r}; use one of {sorted(DATASET_KINDS)}.")
-        if self.sweep not in ("filters", "units", "layers", "best"):
+        if self.sweep not in ("filters", "units", "layers", "best", "sigma"):
             raise ValueError(f"Unknown sweep {self.sweep!r}.")
         bad = [m for m in self.models if m not in MODEL_NAMES or m == "random-init"]
         if bad:
@@ -172,6 +182,7 @@ class Protocol:
     val_fraction: float = 1.0                 # CIFAR anomaly: stratified share of the validation set
     test_fraction: float = 1.0                # CIFAR anomaly: stratified share of the test set
     max_filters: Optional[int] = None         # cap on conv filters (smoke only: keeps CI fast)
+    sigmas: tuple = (2.0, 1.0, 0.5, 0.25, 0.125)  # the σ of the "sigma" ablation sweep
     notes: str = ""
 
     def sweep_train_size(self, sweep):
@@ -197,7 +208,7 @@ _QUICK_IMAGE = dict(epochs={"sm": 2, "cd": 3, "ae": 3, "cebm": 1},
                     sgld_steps=20, langevin_steps=5)
 _SMOKE = dict(epochs={"sm": 1, "cd": 1, "ae": 1, "cebm": 1}, filters=(4,), kernel_sizes=(3,), units=(4,),
               layers=(2,), probe_train=200, probe_test=100, probe_epochs=1, sgld_steps=2, langevin_steps=1,
-              max_filters=8,
+              max_filters=8, sigmas=(0.5,),
               notes="smoke: a few hundred samples, 1 epoch, one grid point, conv filters capped at 8 (CEBM "
                     "keeps its architecture); checks the pipeline only")
 
@@ -252,16 +263,18 @@ SCALES = {
 
 @dataclasses.dataclass(frozen=True)
 class Point:
-    """One sweep point: a model at one architecture setting."""
+    """One sweep point: a model at one architecture setting (and σ, in the "sigma" ablation)."""
 
     model: str
     size: int                      # filters (conv) or units (dense); for CEBM its first layer's
     kernel_size: Optional[int]
     layers: int
+    sigma: Optional[float] = None  # None: the paper's σ (SIGMA)
 
     def label(self) -> str:
         k = f" k={self.kernel_size}" if self.kernel_size else ""
-        return f"{self.model} {'f' if self.kernel_size else 'u'}={self.size}{k} L={self.layers}"
+        s = f" σ={self.sigma:g}" if self.sigma is not None else ""
+        return f"{self.model} {'f' if self.kernel_size else 'u'}={self.size}{k} L={self.layers}{s}"
 
 
 def sweep_points(figure: Figure, protocol: Protocol, models: Optional[Sequence[str]] = None) -> list[Point]:
@@ -279,6 +292,9 @@ def sweep_points(figure: Figure, protocol: Protocol, models: Optional[Sequence[s
             size, kernel = _best_setting(figure.dataset, model)
             if protocol.max_filters and kernel and model != "CEBM":
                 size = min(size, protocol.max_filters)
+            if figure.sweep == "sigma":
+                points += [Point(model, size, kernel, 1, float(s)) for s in protocol.sigmas]
+                continue
             layers = protocol.layers if figure.sweep == "layers" else (1,)
             points += [Point(model, size, kernel, n) for n in layers]
     if want_control:
@@ -286,7 +302,7 @@ def sweep_points(figure: Figure, protocol: Protocol, models: Optional[Sequence[s
         for p in list(points):
             if p.model == "CEBM":
                 continue  # CEBM's own architecture (strided, SiLU) has no DELVM-style control
-            arch = (p.size, p.kernel_size, p.layers)
+            arch = (p.size, p.kernel_size, p.layers)  # features of an untrained model do not depend on σ
             if arch not in seen:
                 seen.add(arch)
                 points.append(Point("random-init", *arch))
@@ -313,9 +329,10 @@ def learning_rates(kind: str, layers: int) -> list[float]:
 
 
 def build_model(name: str, kind: str, size: int, kernel_size: Optional[int], layers: int, seed: int,
-                protocol: Protocol, epochs: Optional[dict] = None):
+                protocol: Protocol, epochs: Optional[dict] = None, sigma: Optional[float] = None):
     """Build, compile (where trained) and describe one named model.
 
+    ``sigma`` is the data scale σ of DELVM/DEM (default :data:`SIGMA`, the paper's 1).
     Returns ``(model, spec)``; ``spec`` holds ``objective``, ``estimator`` (for CD: the
     sampler), ``epochs``, ``learning_rates`` and any other setting worth recording.
     """
@@ -323,33 +340,34 @@ def build_model(name: str, kind: str, size: int, kernel_size: Optional[int], lay
     from delvm_tf import cebm, networks, samplers
 
     epochs = epochs or protocol.epochs
+    sigma = SIGMA if sigma is None else float(sigma)
 
     def encoder():
         if kind == "image":
             return networks.conv([size] * layers, [kernel_size] * layers, seed=seed)
         return networks.dense([size] * layers, seed=seed)
 
-    spec = {"sigma": SIGMA, "batch_size": BATCH_SIZE}
+    spec = {"sigma": sigma, "batch_size": BATCH_SIZE}
     if name == "SM-DELVM":
         estimator = "exact" if layers == 1 else "sliced"
-        model = delvm_tf.DELVM(encoder(), objective="sm", estimator=estimator, n_projections=1, sigma=SIGMA,
+        model = delvm_tf.DELVM(encoder(), objective="sm", estimator=estimator, n_projections=1, sigma=sigma,
                                seed=seed)
         spec.update(objective="sm", estimator=estimator, epochs=epochs["sm"],
                     n_projections=1 if estimator == "sliced" else None)
     elif name == "CD-DELVM":
-        model = delvm_tf.DELVM(encoder(), objective="cd", sampler=samplers.PaperSampler(steps=1), sigma=SIGMA,
+        model = delvm_tf.DELVM(encoder(), objective="cd", sampler=samplers.PaperSampler(steps=1), sigma=sigma,
                                seed=seed)
         spec.update(objective="cd", estimator="paper k=1", epochs=epochs["cd"])
     elif name in ("SM-DEM", "CD-DEM"):
         if name == "SM-DEM":
             estimator = "exact" if kind == "ecg" and layers == 1 else "sliced"
             model = delvm_tf.DEM(encoder(), hidden_units=DEM_HIDDEN_UNITS, objective="sm", estimator=estimator,
-                                 sigma=SIGMA, seed=seed)
+                                 sigma=sigma, seed=seed)
             spec.update(objective="sm", estimator=estimator, epochs=epochs["sm"])
         else:
             sampler = samplers.LangevinSampler(steps=protocol.langevin_steps, step_size=DEM_LANGEVIN_STEP_SIZE)
             model = delvm_tf.DEM(encoder(), hidden_units=DEM_HIDDEN_UNITS, objective="cd", sampler=sampler,
-                                 sigma=SIGMA, seed=seed)
+                                 sigma=sigma, seed=seed)
             spec.update(objective="cd", estimator=f"langevin k={protocol.langevin_steps}", epochs=epochs["cd"],
                         langevin_step_size=DEM_LANGEVIN_STEP_SIZE)
         spec["hidden_units"] = DEM_HIDDEN_UNITS
@@ -363,7 +381,7 @@ def build_model(name: str, kind: str, size: int, kernel_size: Optional[int], lay
         model = delvm_tf.AutoEncoder(encoder(), seed=seed)
         spec.update(objective="mse", estimator="", epochs=epochs["ae"], decoder="mirrored")
     elif name == "random-init":
-        model = delvm_tf.DELVM(encoder(), objective="sm", sigma=SIGMA, seed=seed)
+        model = delvm_tf.DELVM(encoder(), objective="sm", sigma=sigma, seed=seed)
         spec.update(objective="", estimator="", epochs=0, note="the untrained DELVM architecture (the trained "
                     "DELVMs' initial weights: same seed)")
         return model, spec
@@ -501,7 +519,47 @@ def probe_point(model, data: Data, protocol: Protocol, seed: int, sweep: str) ->
                                 epochs=epochs, batch_size=PROBE_BATCH_SIZE,
                                 learning_rate=PROBE_LEARNING_RATE, seed=seed)
     details = {k: v for k, v in result.to_dict().items() if k not in ("control", "control_accuracy")}
+    details["first_layer_filter_effective_rank"] = filter_effective_rank(model)
     return {"accuracy": result.accuracy}, details
+
+
+def filter_effective_rank(model) -> Optional[float]:
+    """Effective rank ``(Σ s_i)² / Σ s_i²`` of the first weighted encoder layer's kernel,
+    reshaped to (fan-in, filters), from its singular values ``s``: how many distinct
+    directions the filters span (1 when they are all parallel)."""
+    from delvm_tf import optimizers
+
+    layers = optimizers.parametric_layers(model.encoder)
+    if not layers or not hasattr(layers[0], "kernel"):
+        return None
+    kernel = np.asarray(layers[0].kernel, dtype=np.float64)
+    singular_values = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)
+    total = float(np.sum(singular_values ** 2))
+    return float(np.sum(singular_values) ** 2 / total) if total > 0 else 0.0
+
+
+def patch_covariance_eigenvalues(x: np.ndarray, kernel_size: int, n_images: int = 2000, top: int = 64) -> dict:
+    """Eigenvalues (descending, the largest ``top``) of the covariance of all k×k×C patches
+    (zero-padded, as the "same" convolutions see them) of the first ``n_images`` images.
+
+    A single-layer DELVM's precision is ``I/σ² − W_Aᵀ W_A`` on each linear region, so it can
+    only fit patch directions whose variance exceeds σ²: the count of eigenvalues above σ²
+    bounds the number of useful filter directions (SPEC §1.1)."""
+    x = x[:n_images]
+    pad, dim = kernel_size // 2, x.shape[-1] * kernel_size ** 2
+    total, outer, count = np.zeros(dim), np.zeros((dim, dim)), 0
+    for start in range(0, len(x), 100):  # chunks bound the memory of the patch matrix
+        chunk = np.pad(np.asarray(x[start:start + 100], np.float64), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        windows = np.lib.stride_tricks.sliding_window_view(chunk, (kernel_size, kernel_size), axis=(1, 2))
+        patches = windows[:, :x.shape[1], :x.shape[2]].reshape(-1, dim)
+        total += patches.sum(axis=0)
+        outer += patches.T @ patches
+        count += len(patches)
+    mean = total / count
+    covariance = (outer - count * np.outer(mean, mean)) / (count - 1)
+    eigenvalues = np.linalg.eigvalsh(covariance)[::-1]
+    return {"eigenvalues": [float(v) for v in eigenvalues[:top]], "dimension": int(dim),
+            "n_images": int(len(x)), "padding": "zeros (same)"}
 
 
 def threshold_rule(dataset: str) -> str:
@@ -574,13 +632,13 @@ def _diagnostics(model, name: str, x: np.ndarray, mean: np.ndarray) -> dict:
                                                                                                         1e-12))),
             "norm_b_minus_train_mean_over_norm_train_mean": float(np.linalg.norm(b - mean) /
                                                                   max(np.linalg.norm(mean), 1e-12)),
-            "train_per_dim_variance_mean": float(np.mean(np.var(flat(x), axis=0))), "sigma_sq": SIGMA ** 2}
+            "train_per_dim_variance_mean": float(np.mean(np.var(flat(x), axis=0))), "sigma_sq": float(model.sigma) ** 2}
 
 
 # ----------------------------------------------------------------------------- files
-def csv_columns(task: str) -> list[str]:
+def csv_columns(task: str, sweep: Optional[str] = None) -> list[str]:
     metrics = PROBE_METRICS if task == "probe" else ANOMALY_METRICS
-    return [*BASE_COLUMNS, *metrics, *EXTRA_COLUMNS[task]]
+    return [*BASE_COLUMNS, *metrics, *EXTRA_COLUMNS[task], *((SIGMA_COLUMN,) if sweep == "sigma" else ())]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -591,7 +649,8 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def row_key(row: dict) -> tuple:
-    return tuple(str(row.get(c, "")) for c in KEY_COLUMNS)
+    """The identity of a row's point (the σ column only where the figure has one)."""
+    return tuple(str(row.get(c, "")) for c in KEY_COLUMNS if c != SIGMA_COLUMN or row.get(c, "") != "")
 
 
 def append_row(path: Path, row: dict, columns: list[str]) -> None:
@@ -754,7 +813,7 @@ def run(figure: Figure, scale: str = "quick", data_dir=None, output_dir=None, se
     out = Path(output_dir) if output_dir else default_output_dir(figure)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path, png_path = (out / f"{figure.name}.{ext}" for ext in ("csv", "json", "png"))
-    columns = csv_columns(figure.task)
+    columns = csv_columns(figure.task, figure.sweep)
     data_dir = data_dir or default_data_dir()
 
     if not resume:
@@ -782,8 +841,10 @@ def run(figure: Figure, scale: str = "quick", data_dir=None, output_dir=None, se
     meta.setdefault("scales", {})[scale] = {
         "protocol": dataclasses.asdict(protocol), "data": data.info, "data_source": data.source,
         "lossy": data.lossy, "subsets": data.subsets,
-        "settings": {"batch_size": BATCH_SIZE, "sigma": SIGMA, "sigma_note": "fixed data scale of DELVM/DEM's "
-                     "Gaussian base", "learning_rates": {
+        "settings": {"batch_size": BATCH_SIZE, "sigma": list(protocol.sigmas) if figure.sweep == "sigma" else SIGMA,
+                     "sigma_note": "fixed data scale of DELVM/DEM's Gaussian base" + (
+                         " (swept in this ablation; random-init features do not depend on it)"
+                         if figure.sweep == "sigma" else ""), "learning_rates": {
                          "images": f"{IMAGE_LR_TOP} x {IMAGE_LR_DECAY}^i floored at {IMAGE_LR_FLOOR} (layer i)",
                          "ecg": f"{ECG_LR} every layer"},
                      "sm_estimator_rule": "exact for single-layer DELVM (closed form); sliced (1 Rademacher "
@@ -801,6 +862,9 @@ def run(figure: Figure, scale: str = "quick", data_dir=None, output_dir=None, se
     meta.setdefault("points", {})
     if figure.task == "anomaly":
         meta.setdefault("references", {})[scale] = anomaly_references(figure.dataset, data)
+    if figure.sweep == "sigma":
+        meta.setdefault("references", {})[scale] = {"patch_covariance": {
+            str(k): patch_covariance_eigenvalues(data.x_train, k) for k in sorted({p.kernel_size for p in points})}}
     write_json(json_path, meta)
 
     todo = [(p, _cost(p, figure, protocol, data.x_train.shape[1:]),
@@ -818,7 +882,7 @@ def run(figure: Figure, scale: str = "quick", data_dir=None, output_dir=None, se
         gc.collect()
         keras.utils.set_random_seed(seed)
         model, spec = build_model(point.model, figure.kind, point.size, point.kernel_size, point.layers, seed,
-                                  protocol, epochs_of)
+                                  protocol, epochs_of, sigma=point.sigma)
         x_fit = data.x_train[:n_train]
         model.build((None, *x_fit.shape[1:]))
         train_seconds = 0.0
@@ -865,10 +929,13 @@ def point_row_base(figure, point, data, scale, seed, n_train, epochs_of) -> dict
     """The identifying columns of a point's row (before training)."""
     key = {"SM-DELVM": "sm", "SM-DEM": "sm", "CD-DELVM": "cd", "CD-DEM": "cd", "CEBM": "cebm"}.get(point.model, "ae")
     random_init = point.model == "random-init"
-    return {"figure": figure.name, "dataset": figure.dataset, "data_source": data.source, "model": point.model,
+    base = {"figure": figure.name, "dataset": figure.dataset, "data_source": data.source, "model": point.model,
             "filters_or_units": point.size, "kernel_size": point.kernel_size if point.kernel_size else "",
             "layers": point.layers, "epochs": 0 if random_init else epochs_of[key],
             "train_size": 0 if random_init else n_train, "seed": seed, "scale": scale}
+    if point.sigma is not None:
+        base[SIGMA_COLUMN] = point.sigma
+    return base
 
 
 def _key_for(row: dict) -> tuple:
@@ -923,6 +990,9 @@ def plot(figure: Figure, rows: list[dict], meta: dict, path: Path, scale: str) -
 
     if figure.sweep == "best":
         _plot_table(figure, rows, refs, path, title)
+        return
+    if figure.sweep == "sigma":
+        _plot_sigma(figure, rows, meta, refs, path, title)
         return
     kernels = sorted({int(_num(r["kernel_size"])) for r in rows if r["kernel_size"]}) \
         if figure.sweep == "filters" else [None]
@@ -981,6 +1051,10 @@ def plot(figure: Figure, rows: list[dict], meta: dict, path: Path, scale: str) -
         ax.set_title("threshold-free check")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    _save(fig, title, path)
+
+
+def _save(fig, title, path):
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -992,6 +1066,51 @@ def _paper_markers(ax, figure, metric):
             if metric in entry and "x" in entry:
                 ax.plot([entry["x"]], [entry[metric]], marker="*", ms=13, ls="", color=COLORS.get(model),
                         markeredgecolor="k", label=f"paper {model}: {entry[metric]:.2f}")
+
+
+def _plot_sigma(figure, rows, meta, refs, path, title):
+    """The σ ablation: accuracy vs σ (random-init as a line), and the learned filters'
+    effective rank vs σ beside the count of patch-covariance eigenvalues above σ²."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    fig = MplFigure(figsize=(10, 4.2))
+    FigureCanvasAgg(fig)
+    accuracy_ax, rank_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for model in figure.models:
+        rs = [r for r in rows if r["model"] == model]
+        if not rs:
+            continue
+        setting = f" ({rs[0]['filters_or_units']}, {rs[0]['kernel_size']})"
+        xs, ys = _series(rs, SIGMA_COLUMN, "accuracy")
+        accuracy_ax.plot(xs, np.array(ys) * 100, marker="o", color=COLORS.get(model), label=model + setting)
+        ranks = {}
+        for r in rs:
+            details = meta.get("points", {}).get("|".join(_key_for(r)), {}).get("details", {})
+            ranks.setdefault(_num(r[SIGMA_COLUMN]), []).append(details.get("first_layer_filter_effective_rank"))
+        sig = sorted(s for s in ranks if None not in ranks[s])
+        rank_ax.plot(sig, [np.mean(ranks[s]) for s in sig], marker="o", color=COLORS.get(model),
+                     label=f"{model}: effective rank of the filters")
+        rank_ax.axhline(_num(rs[0]["filters_or_units"]), color=COLORS.get(model), ls=":", lw=1,
+                        label=f"number of filters ({rs[0]['filters_or_units']})")
+        spectrum = refs.get("patch_covariance", {}).get(str(rs[0]["kernel_size"]))
+        if spectrum:
+            grid = np.geomspace(min(xs), max(xs), 200)
+            eigenvalues = np.array(spectrum["eigenvalues"])
+            rank_ax.step(grid, [np.sum(eigenvalues > g ** 2) for g in grid], where="mid", color="0.3", ls="--",
+                         label=f"patch-covariance eigenvalues > σ² (k={rs[0]['kernel_size']})")
+    for j, r in enumerate(r for r in rows if r["model"] == "random-init"):
+        accuracy_ax.axhline(_num(r["accuracy"]) * 100, color="0.55", ls="--", lw=1, alpha=1 - 0.2 * j,
+                            label=f"random-init ({r['filters_or_units']}, {r['kernel_size']})")
+    accuracy_ax.axvline(SIGMA, color="0.8", lw=4, zorder=0, label=f"paper: σ = {SIGMA:g}")
+    accuracy_ax.set_ylabel("test accuracy (%)")
+    rank_ax.set_ylabel("number of directions")
+    for ax in (accuracy_ax, rank_ax):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("σ (data scale of the Gaussian base)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    _save(fig, title, path)
 
 
 def _plot_table(figure, rows, refs, path, title):
@@ -1045,9 +1164,7 @@ def _plot_table(figure, rows, refs, path, title):
     table.set_fontsize(7.5)
     table.auto_set_column_width(list(range(6)))
     table.scale(1, 1.6)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, title, path)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -1117,4 +1234,4 @@ def load_figure_scripts(folder=None) -> list[Figure]:
                                                            else len(ORDER), n))]
 
 
-ORDER = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "table1")
+ORDER = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "table1", "ablation")

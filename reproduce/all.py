@@ -1,4 +1,4 @@
-"""Every figure and Table 1, in order (figures 1–9, then Table 1), with the same flags.
+"""Every figure and Table 1, in order (figures 1–9, Table 1, then the σ ablations), with the same flags.
 
     python reproduce/all.py [--scale=smoke|quick|paper] [--figures=fig3,table1] [--resume] [--output_dir=ROOT]
 

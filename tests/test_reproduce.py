@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO, shared_data_file
@@ -43,8 +44,10 @@ def _run(figure, tmp_path, **kwargs):
 
 def test_every_figure_has_a_script_in_order():
     names = list(FIGURES)
-    assert [n.split("_")[0] for n in names] == list(reproduction.ORDER)
-    assert len(SCRIPTS) == 10 and (REPO / "reproduce" / "all.py").is_file()
+    paper = [n for n in names if not n.startswith("ablation")]
+    assert [n.split("_")[0] for n in paper] == list(reproduction.ORDER[:-1])  # figures 1-9, then Table 1
+    assert names[len(paper):] == sorted(n for n in names if n.startswith("ablation"))  # ablations last
+    assert len(SCRIPTS) == len(names) == 12 and (REPO / "reproduce" / "all.py").is_file()
 
 
 @pytest.mark.parametrize("name", list(FIGURES))
@@ -73,7 +76,8 @@ def test_script_runs_at_smoke_scale(name, tmp_path):
     assert run["git"]["commit"] and run["versions"]["tensorflow"] and run["hardware"]["cpu_count"]
     assert run["wall_seconds"] > 0 and run["flags"]["scale"] == "smoke"
     scale = meta["scales"]["smoke"]
-    assert scale["settings"]["batch_size"] == 100 and scale["settings"]["sigma"] == 1.0
+    assert scale["settings"]["batch_size"] == 100
+    assert scale["settings"]["sigma"] == ([0.5] if figure.sweep == "sigma" else 1.0)
     assert scale["protocol"]["notes"] and "lossy" in scale and scale["data"]["preprocessing"]
     assert len(meta["points"]) == len(rows)
     if figure.task == "anomaly":
@@ -160,3 +164,48 @@ def test_model_factory_records_the_paper_settings():
     assert spec["epochs"] == 50 and model.sampler.steps == 60
     _, spec = reproduction.build_model("AE", "ecg", 256, None, 1, 0, ecg)
     assert spec["epochs"] == 100 and spec["learning_rates"] == [1e-3]
+
+
+def test_sigma_ablation_sweeps_sigma_at_the_best_setting(tmp_path):
+    figure = FIGURES["ablation_sigma_fmnist"]
+    quick = reproduction.SCALES["quick"]["fashion_mnist"]
+    points = reproduction.sweep_points(figure, quick)
+    assert [(p.model, p.size, p.kernel_size, p.sigma) for p in points] == [
+        *(("SM-DELVM", 70, 5, s) for s in quick.sigmas), ("random-init", 70, 5, None)]
+    assert 1.0 in quick.sigmas
+    model, spec = reproduction.build_model("SM-DELVM", "image", 8, 3, 1, 0, quick, sigma=0.25)
+    assert model.sigma == 0.25 and spec["sigma"] == 0.25
+    assert reproduction.csv_columns("probe", "sigma")[-1] == "sigma"
+    assert "sigma" not in reproduction.csv_columns("probe", "filters")
+    # The sigma column identifies a point only where the figure has one.
+    assert reproduction.row_key({"model": "AE", "sigma": ""}) == reproduction.row_key({"model": "AE"})
+    assert reproduction.row_key({"model": "AE", "sigma": "0.5"}) != reproduction.row_key({"model": "AE"})
+    _require(figure)
+    _run(figure, tmp_path)
+    meta = json.loads((tmp_path / f"{figure.name}.json").read_text())
+    spectrum = meta["references"]["smoke"]["patch_covariance"]["5"]
+    assert spectrum["dimension"] == 25 and spectrum["eigenvalues"] == sorted(spectrum["eigenvalues"], reverse=True)
+    ranks = [p["details"]["first_layer_filter_effective_rank"] for p in meta["points"].values()]
+    assert all(1.0 <= r <= 8.0 for r in ranks)  # 8 filters (smoke cap)
+
+
+def test_patch_covariance_eigenvalues_match_numpy(rng):
+    x = rng.normal(size=(130, 6, 7, 2))
+    result = reproduction.patch_covariance_eigenvalues(x, 3, top=100)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = np.array([padded[n, i:i + 3, j:j + 3, :].ravel() for n in range(130) for i in range(6) for j in range(7)])
+    expected = np.linalg.eigvalsh(np.cov(patches, rowvar=False))[::-1]
+    np.testing.assert_allclose(result["eigenvalues"], expected, atol=1e-10)
+    assert result["dimension"] == 18
+
+
+def test_filter_effective_rank():
+    from delvm_tf import DELVM, networks
+
+    model = DELVM(networks.dense([3]), seed=0)
+    model.build((None, 5))
+    kernel = model.encoder.layers[-1].kernel
+    kernel.assign(np.outer(np.arange(1.0, 6.0), [1.0, 2.0, -1.0]).astype("float32"))  # rank 1
+    assert abs(reproduction.filter_effective_rank(model) - 1.0) < 1e-6
+    kernel.assign(np.eye(5, 3, dtype="float32"))  # three orthonormal filters
+    assert abs(reproduction.filter_effective_rank(model) - 3.0) < 1e-6
