@@ -997,7 +997,7 @@ def plot(figure: Figure, rows: list[dict], meta: dict, path: Path, scale: str) -
     kernels = sorted({int(_num(r["kernel_size"])) for r in rows if r["kernel_size"]}) \
         if figure.sweep == "filters" else [None]
     panels = len(kernels) + (1 if figure.task == "anomaly" else 0)
-    fig = MplFigure(figsize=(4.2 * panels + 0.5, 4.2))
+    fig = MplFigure(figsize=(max(4.2 * panels + 0.5, 6.4), 4.2))  # wide enough for the two-line title
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
     x_key = {"filters": "filters_or_units", "units": "filters_or_units", "layers": "layers"}[figure.sweep]
@@ -1100,8 +1100,12 @@ def _plot_sigma(figure, rows, meta, refs, path, title):
             rank_ax.step(grid, [np.sum(eigenvalues > g ** 2) for g in grid], where="mid", color="0.3", ls="--",
                          label=f"patch-covariance eigenvalues > σ² (k={rs[0]['kernel_size']})")
     for j, r in enumerate(r for r in rows if r["model"] == "random-init"):
-        accuracy_ax.axhline(_num(r["accuracy"]) * 100, color="0.55", ls="--", lw=1, alpha=1 - 0.2 * j,
-                            label=f"random-init ({r['filters_or_units']}, {r['kernel_size']})")
+        label = f"random-init ({r['filters_or_units']}, {r['kernel_size']})"
+        accuracy_ax.axhline(_num(r["accuracy"]) * 100, color="0.55", ls="--", lw=1, alpha=1 - 0.2 * j, label=label)
+        rank = meta.get("points", {}).get("|".join(_key_for(r)), {}).get("details", {}).get(
+            "first_layer_filter_effective_rank")
+        if rank is not None:
+            rank_ax.axhline(rank, color="0.55", ls="--", lw=1, alpha=1 - 0.2 * j, label=f"{label}: effective rank")
     accuracy_ax.axvline(SIGMA, color="0.8", lw=4, zorder=0, label=f"paper: σ = {SIGMA:g}")
     accuracy_ax.set_ylabel("test accuracy (%)")
     rank_ax.set_ylabel("number of directions")
