@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import delvm_tf  # noqa: E402
-from delvm_tf import networks, samplers  # noqa: E402
+from delvm_tf import networks, reproduction, samplers  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 100, "Batch size (the paper's).")
@@ -106,10 +105,8 @@ def main(_):
     metadata = {
         "script": "benchmarks/step_cost.py", "flags": {f: FLAGS[f].value for f in ("batch_size", "steps", "rounds",
                                                                                    "exact_deep_conv")},
-        "wall_seconds": round(time.time() - started, 1), "hardware": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
-        "git_commit": os.popen("git rev-parse HEAD 2>/dev/null").read().strip(),
+        "wall_seconds": round(time.time() - started, 1),
+        **reproduction.environment(),  # versions, hardware, git commit and uncommitted files
     }
     with open(os.path.join(FLAGS.output_dir, "step_cost.json"), "w") as f:
         json.dump(metadata, f, indent=2)

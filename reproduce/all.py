@@ -11,7 +11,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from delvm_tf import reproduction  # noqa: E402
-from delvm_tf.reproduction import Figure, f1_from  # noqa: E402, F401
 
 FIGURES = reproduction.load_figure_scripts(os.path.dirname(os.path.abspath(__file__)))
 

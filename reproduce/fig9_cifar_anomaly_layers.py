@@ -8,7 +8,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from delvm_tf import reproduction  # noqa: E402
-from delvm_tf.reproduction import Figure, f1_from  # noqa: E402, F401
+from delvm_tf.reproduction import Figure  # noqa: E402
 
 FIGURE = Figure(
     name="fig9_cifar_anomaly_layers",

@@ -168,17 +168,17 @@ def test_denoising_expectation_on_gaussian(float64, rng):
     assert abs(loss.mean() - expected) < 5 * standard_error
 
 
-def _fit_gaussian(estimator, x, epochs, **kwargs):
+def _fit_gaussian(estimator, x, epochs, sigma=1.0, **kwargs):
     keras.utils.set_random_seed(0)
     model = delvm_tf.DELVM(encoder=networks.dense([3], activation="linear", seed=0), estimator=estimator,
-                           seed=0, **kwargs)
+                           sigma=sigma, seed=0, **kwargs)
     schedule = keras.optimizers.schedules.ExponentialDecay(0.03, decay_steps=200, decay_rate=0.5)
     model.compile(optimizer=keras.optimizers.Adam(schedule))
     model.fit(x, epochs=epochs, batch_size=200, verbose=0)
     w = model.encoder.layers[0].kernel.numpy()
     c = model.encoder.layers[0].bias.numpy()
-    precision = np.eye(3) - w @ w.T
-    mean = np.linalg.solve(precision, model.visible_bias.numpy() + w @ c)
+    precision = np.eye(3) / sigma ** 2 - w @ w.T
+    mean = np.linalg.solve(precision, model.visible_bias.numpy() / sigma ** 2 + w @ c)
     return precision, mean
 
 
@@ -193,6 +193,21 @@ def test_score_matching_recovers_gaussian_precision(rng):
     # sliced SM has the same optimum
     precision_sliced, _ = _fit_gaussian("sliced", x, epochs=60, n_projections=4)
     np.testing.assert_allclose(precision_sliced, target, atol=0.06)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 0.5])
+def test_score_matching_clips_the_covariance_at_sigma_squared(sigma, rng):
+    """DELVM's precision I/σ² − WWᵀ is ⪯ I/σ², so SM's optimum on N(μ, C) is the model
+    covariance U diag(max(c_i, σ²)) Uᵀ (KKT of the convex ½tr(PCP) − tr P over P ⪯ I/σ²):
+    the filters W span only the eigen-directions of C whose variance exceeds σ² (SPEC §1.1)."""
+    rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    x = rng.multivariate_normal(np.zeros(3), rotation @ np.diag([3.0, 2.0, 0.5]) @ rotation.T, size=4000)
+    eigenvalues, vectors = np.linalg.eigh(np.cov(x.T, bias=True))
+    clipped = vectors @ np.diag(np.maximum(eigenvalues, sigma ** 2)) @ vectors.T
+    precision, _ = _fit_gaussian("exact", x.astype(np.float32), epochs=60, sigma=sigma)
+    np.testing.assert_allclose(np.linalg.inv(precision), clipped, atol=0.02)
+    filter_rank = int(np.sum(np.linalg.eigvalsh(np.eye(3) / sigma ** 2 - precision) > 0.05))
+    assert filter_rank == int(np.sum(eigenvalues > sigma ** 2))  # 2 at σ = 1, 3 at σ = 0.5
 
 
 @pytest.mark.parametrize("case", ["dense-closed-form", "dense-leaky-closed-form", "conv-closed-form"])
