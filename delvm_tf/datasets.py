@@ -874,6 +874,15 @@ def _class_index(normal_class) -> int:
                      f"got {normal_class!r}")
 
 
+def _take_pooled(x_train: np.ndarray, x_test: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """uint8 images at indices of the pooled train+test arrays, without pooling the full arrays."""
+    out = np.empty((len(idx),) + x_train.shape[1:], np.uint8)
+    in_train = idx < len(x_train)
+    out[in_train] = x_train[idx[in_train]]
+    out[~in_train] = x_test[idx[~in_train] - len(x_train)]
+    return out
+
+
 def cifar10_anomaly_split(seed: int = 0, normal_class=0, data_dir=None,
                           preprocessing: str = "per_channel_standardize", *,
                           n_normal_train: int = 4223, abnormal_fraction: float = 0.3,
@@ -911,16 +920,9 @@ def cifar10_anomaly_split(seed: int = 0, normal_class=0, data_dir=None,
     abnormal_test = pool[:n_abnormal_test]
     abnormal_val = pool[n_abnormal_test:n_abnormal_test + n_abnormal_val]
 
-    def take(idx):  # uint8 images at pooled indices, without pooling the full arrays
-        out = np.empty((len(idx),) + xtr.shape[1:], np.uint8)
-        in_train = idx < len(xtr)
-        out[in_train] = xtr[idx[in_train]]
-        out[~in_train] = xte[idx[~in_train] - len(xtr)]
-        return out
-
     test_idx = np.concatenate([normal_test, abnormal_test])
     val_idx = np.concatenate([train_idx, abnormal_val])
-    raw_train, raw_test, raw_val = take(train_idx), take(test_idx), take(val_idx)
+    raw_train, raw_test, raw_val = (_take_pooled(xtr, xte, idx) for idx in (train_idx, test_idx, val_idx))
     del xtr, xte
     stats, x_train, x_test, x_val = _preprocess(method, True, raw_train, raw_test, raw_val)
     del raw_train, raw_test, raw_val
