@@ -711,7 +711,8 @@ def environment() -> dict:
 
     def git(*args):
         try:
-            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=20).stdout.strip()
+            # rstrip, not strip: `status --porcelain` lines start with a significant space (" M path").
+            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=20).stdout.rstrip()
         except Exception as error:  # no git
             return f"unavailable ({type(error).__name__})"
 
@@ -731,9 +732,14 @@ def environment() -> dict:
                      "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
         # Uncommitted changes outside results/ (the run's own outputs are rewritten as it goes).
         "git": {"commit": git("rev-parse", "HEAD"),
-                "uncommitted": [line[3:] for line in git("status", "--porcelain").splitlines()
-                                if not line[3:].startswith("results/")]},
+                "uncommitted": uncommitted_outside_results(git("status", "--porcelain"))},
     }
+
+
+def uncommitted_outside_results(porcelain: str) -> list:
+    """Paths from `git status --porcelain` ("XY path" lines) that lie outside results/."""
+    paths = [line[3:] for line in porcelain.splitlines() if len(line) > 3]
+    return [path for path in paths if not path.startswith("results/")]
 
 
 # ----------------------------------------------------------------------------- the runner

@@ -209,3 +209,9 @@ def test_filter_effective_rank():
     assert abs(reproduction.filter_effective_rank(model) - 1.0) < 1e-6
     kernel.assign(np.eye(5, 3, dtype="float32"))  # three orthonormal filters
     assert abs(reproduction.filter_effective_rank(model) - 3.0) < 1e-6
+
+
+def test_uncommitted_paths_keep_their_first_character_and_skip_results():
+    porcelain = " M delvm_tf/models.py\n?? notes.txt\n M results/fig3/fig3.csv\nR  a.py -> b.py"
+    assert reproduction.uncommitted_outside_results(porcelain) == ["delvm_tf/models.py", "notes.txt", "a.py -> b.py"]
+    assert reproduction.uncommitted_outside_results("") == []
