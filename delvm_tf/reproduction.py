@@ -760,8 +760,7 @@ def _fmt_time(seconds: float) -> str:
 
 
 def _cost(point: Point, figure: Figure, protocol: Protocol, sample_shape) -> float:
-    """A rough relative cost of a point (multiply-adds × passes), for the ETA; the ETA scales
-    it by the seconds per unit cost measured on the points finished so far."""
+    """A rough relative cost of a point (multiply-adds × passes), for the ETA (:func:`eta_seconds`)."""
     epochs = protocol.sweep_epochs(figure.sweep)
     n = protocol.sweep_train_size(figure.sweep) or 5000
     pixels = math.prod(sample_shape[:-1]) if len(sample_shape) > 1 else 1
@@ -782,6 +781,31 @@ def _cost(point: Point, figure: Figure, protocol: Protocol, sample_shape) -> flo
     evaluation = ((probe_train or 60000) * (probe_epochs + 1) + (probe_test or 10000)
                   if figure.task == "probe" else 3 * (n + 2000))
     return forward * (train + evaluation) + 1.0
+
+
+def eta_seconds(finished: Sequence[tuple], remaining_costs: Sequence[float]) -> float:
+    """Seconds left, from the ``(cost, seconds)`` of the points finished so far.
+
+    Each point is taken to cost ``a + b·cost`` seconds: ``a`` a fixed overhead (building and
+    tracing the model, evaluation set-up) that dominates small points, ``b`` the seconds per
+    unit of :func:`_cost`. Both are fitted by least squares, kept non-negative; with fewer
+    than two distinct costs finished, the overhead is unknown and the finished points' mean
+    seconds per point and per unit cost bound the estimate (their smaller prediction is used).
+    """
+    if not finished or not len(remaining_costs):
+        return 0.0
+    costs, seconds = (np.asarray(v, dtype=float) for v in zip(*finished))
+    remaining = np.asarray(remaining_costs, dtype=float)
+    if np.ptp(costs) <= 1e-9 * max(costs.max(), 1e-300):
+        per_point = seconds.mean() * len(remaining)
+        per_cost = seconds.sum() / costs.sum() * remaining.sum()
+        return float(min(per_point, per_cost))
+    (a, b), *_ = np.linalg.lstsq(np.stack([np.ones_like(costs), costs], axis=1), seconds, rcond=None)
+    if a < 0:
+        a, b = 0.0, seconds.sum() / costs.sum()
+    elif b < 0:
+        a, b = seconds.mean(), 0.0
+    return float(a * len(remaining) + b * remaining.sum())
 
 
 def run(figure: Figure, scale: str = "quick", data_dir=None, output_dir=None, seed: int = 0,
@@ -875,9 +899,8 @@ def run(figure: Figure, scale: str = "quick", data_dir=None, output_dir=None, se
 
     todo = [(p, _cost(p, figure, protocol, data.x_train.shape[1:]),
              point_row_base(figure, p, data, scale, seed, n_train, epochs_of)) for p in points]
-    total_cost = sum(cost for _, cost, base in todo if _key_for(base) not in done) or 1.0
-    done_cost, trained, skipped = 0.0, 0, 0
-    loop_started = time.time()
+    remaining_costs = [cost for _, cost, base in todo if _key_for(base) not in done]
+    finished, trained, skipped = [], 0, 0
     for i, (point, cost, base) in enumerate(todo, 1):
         if _key_for(base) in done:
             skipped += 1
@@ -909,9 +932,9 @@ def run(figure: Figure, scale: str = "quick", data_dir=None, output_dir=None, se
                                                      "seconds_total": round(time.time() - t0, 2)}
         write_json(json_path, meta)
         trained += 1
-        done_cost += cost
-        elapsed = time.time() - loop_started
-        eta = elapsed * max(total_cost - done_cost, 0.0) / max(done_cost, 1e-9)
+        finished.append((cost, time.time() - t0))
+        remaining_costs.remove(cost)
+        eta = eta_seconds(finished, remaining_costs)
         shown = ", ".join(f"{k}={metrics[k]:.4f}" for k in (("accuracy",) if figure.task == "probe"
                                                             else ("f1", "precision", "recall", "auroc")))
         log(f"[{figure.name} {scale} {i}/{len(todo)}] {point.label()}: {shown} "

@@ -215,3 +215,18 @@ def test_uncommitted_paths_keep_their_first_character_and_skip_results():
     porcelain = " M delvm_tf/models.py\n?? notes.txt\n M results/fig3/fig3.csv\nR  a.py -> b.py"
     assert reproduction.uncommitted_outside_results(porcelain) == ["delvm_tf/models.py", "notes.txt", "a.py -> b.py"]
     assert reproduction.uncommitted_outside_results("") == []
+
+
+def test_eta_fits_overhead_plus_cost():
+    # Points cost a + b·cost seconds: the fit recovers them exactly from two distinct costs.
+    a, b = 2.0, 0.5
+    finished = [(c, a + b * c) for c in (1.0, 10.0, 3.0)]
+    assert reproduction.eta_seconds(finished, [4.0, 100.0]) == pytest.approx(2 * a + b * 104.0)
+    # One finished point (or equal costs): the smaller of the per-point and per-cost predictions,
+    # so cheap first points with a large overhead do not predict hours for a sweep of minutes.
+    assert reproduction.eta_seconds([(1.0, 2.0)], [1000.0, 1000.0]) == pytest.approx(4.0)
+    assert reproduction.eta_seconds([(10.0, 2.0)], [1.0]) == pytest.approx(0.2)
+    # Slopes are kept non-negative; nothing left or nothing finished gives 0.
+    assert reproduction.eta_seconds([(1.0, 5.0), (2.0, 4.0)], [3.0]) == pytest.approx(4.5)
+    assert reproduction.eta_seconds([(1.0, 1.0)], []) == 0.0
+    assert reproduction.eta_seconds([], [1.0]) == 0.0
