@@ -198,6 +198,9 @@ class Protocol:
         return self.layers_epochs if sweep == "layers" and self.layers_epochs else self.epochs
 
 
+#: σ of the ECG ablation: min–max scaled ECG5000 varies ≈ 0.0015 per dimension, and its largest
+#: covariance eigenvalue is ≈ 0.07, so σ = 1 leaves no direction above σ²; σ = 1/64 leaves 24.
+ECG_SIGMAS = (1.0, 0.25, 0.125, 0.0625, 0.03125, 0.015625)
 _PAPER_IMAGE = dict(train_size=None, epochs={"sm": 10, "cd": 100, "ae": 100, "cebm": 100},
                     filters=tuple(range(10, 81, 10)), kernel_sizes=(3, 5, 7, 9), layers=(1, 2, 3, 4),
                     probe_epochs=10, sgld_steps=60, langevin_steps=20)
@@ -222,6 +225,7 @@ SCALES = {
                                           "validation and test sets"),
         "ecg5000": Protocol(train_size=None, epochs={"sm": 10, "cd": 100, "ae": 100, "cebm": 50},
                             units=tuple(2 ** i for i in range(4, 12)), layers=(1, 2, 3, 4), sgld_steps=60,
+                            sigmas=ECG_SIGMAS,
                             notes="the paper's protocol (SPEC §5); units 16..2048 (powers of two)"),
     },
     "quick": {
@@ -248,7 +252,7 @@ SCALES = {
                   "validation set and 30% of the test set (normal:abnormal ratio kept); CEBM SGLD 20 steps"),
         "ecg5000": Protocol(
             train_size=None, epochs={"sm": 10, "cd": 30, "ae": 30, "cebm": 10},
-            units=(16, 64, 256, 512, 2048), layers=(1, 2, 3, 4), sgld_steps=20,
+            units=(16, 64, 256, 512, 2048), layers=(1, 2, 3, 4), sgld_steps=20, sigmas=ECG_SIGMAS,
             notes="quick: the paper's data and SM epochs; CD-DELVM and AE 30 epochs (paper 100), CEBM 10 "
                   "epochs (paper 50) with 20 SGLD steps; units thinned to 16, 64, 256, 512, 2048"),
     },
@@ -562,6 +566,15 @@ def patch_covariance_eigenvalues(x: np.ndarray, kernel_size: int, n_images: int 
             "n_images": int(len(x)), "padding": "zeros (same)"}
 
 
+def data_covariance_eigenvalues(x: np.ndarray, top: int = 64) -> dict:
+    """Eigenvalues (descending, the largest ``top``) of the covariance of the flattened
+    samples: a dense single-layer DELVM can fit only the directions whose variance exceeds σ²."""
+    flat = np.asarray(x, np.float64).reshape(len(x), -1)
+    eigenvalues = np.linalg.eigvalsh(np.cov(flat, rowvar=False))[::-1]
+    return {"eigenvalues": [float(v) for v in eigenvalues[:top]], "dimension": int(flat.shape[1]),
+            "n_samples": int(len(flat))}
+
+
 def threshold_rule(dataset: str) -> str:
     return "mean_std" if dataset == "ecg5000" else "best_f1"
 
@@ -632,7 +645,8 @@ def _diagnostics(model, name: str, x: np.ndarray, mean: np.ndarray) -> dict:
                                                                                                         1e-12))),
             "norm_b_minus_train_mean_over_norm_train_mean": float(np.linalg.norm(b - mean) /
                                                                   max(np.linalg.norm(mean), 1e-12)),
-            "train_per_dim_variance_mean": float(np.mean(np.var(flat(x), axis=0))), "sigma_sq": float(model.sigma) ** 2}
+            "train_per_dim_variance_mean": float(np.mean(np.var(flat(x), axis=0))), "sigma_sq": float(model.sigma) ** 2,
+            "first_layer_filter_effective_rank": filter_effective_rank(model)}
 
 
 # ----------------------------------------------------------------------------- files
@@ -893,8 +907,10 @@ def run(figure: Figure, scale: str = "quick", data_dir=None, output_dir=None, se
     if figure.task == "anomaly":
         meta.setdefault("references", {})[scale] = anomaly_references(figure.dataset, data)
     if figure.sweep == "sigma":
-        meta.setdefault("references", {})[scale] = {"patch_covariance": {
-            str(k): patch_covariance_eigenvalues(data.x_train, k) for k in sorted({p.kernel_size for p in points})}}
+        meta.setdefault("references", {}).setdefault(scale, {}).update(
+            {"patch_covariance": {str(k): patch_covariance_eigenvalues(data.x_train, k)
+                                  for k in sorted({p.kernel_size for p in points})}}
+            if figure.kind == "image" else {"data_covariance": data_covariance_eigenvalues(data.x_train)})
     write_json(json_path, meta)
 
     todo = [(p, _cost(p, figure, protocol, data.x_train.shape[1:]),
@@ -1098,47 +1114,59 @@ def _paper_markers(ax, figure, metric):
 
 
 def _plot_sigma(figure, rows, meta, refs, path, title):
-    """The σ ablation: accuracy vs σ (random-init as a line), and the learned filters'
-    effective rank vs σ beside the count of patch-covariance eigenvalues above σ²."""
+    """The σ ablation: the figure's metric vs σ (probe accuracy with random-init as a line, or
+    anomaly F1 and AUROC with the mean-template and trivial rules as lines), and the learned
+    filters' effective rank vs σ beside the count of covariance eigenvalues above σ²."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
 
     fig = MplFigure(figsize=(10, 4.2))
     FigureCanvasAgg(fig)
-    accuracy_ax, rank_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    metric_ax, rank_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    probe = figure.task == "probe"
     for model in figure.models:
         rs = [r for r in rows if r["model"] == model]
         if not rs:
             continue
-        setting = f" ({rs[0]['filters_or_units']}, {rs[0]['kernel_size']})"
-        xs, ys = _series(rs, SIGMA_COLUMN, "accuracy")
-        accuracy_ax.plot(xs, np.array(ys) * 100, marker="o", color=COLORS.get(model), label=model + setting)
+        kernel = rs[0]["kernel_size"]
+        setting = f" ({rs[0]['filters_or_units']}, {kernel})" if kernel else f" ({rs[0]['filters_or_units']} units)"
+        for metric, style in ((("accuracy", "-"),) if probe else (("f1", "-"), ("auroc", "--"))):
+            xs, ys = _series(rs, SIGMA_COLUMN, metric)
+            metric_ax.plot(xs, np.array(ys) * 100, marker="o", ls=style, color=COLORS.get(model),
+                           label=model + setting + ("" if probe else f" {metric.upper()}"))
         ranks = {}
         for r in rs:
             details = meta.get("points", {}).get("|".join(_key_for(r)), {}).get("details", {})
             ranks.setdefault(_num(r[SIGMA_COLUMN]), []).append(details.get("first_layer_filter_effective_rank"))
         sig = sorted(s for s in ranks if None not in ranks[s])
+        unit = "filters" if kernel else "weight vectors"
         rank_ax.plot(sig, [np.mean(ranks[s]) for s in sig], marker="o", color=COLORS.get(model),
-                     label=f"{model}: effective rank of the filters")
-        rank_ax.axhline(_num(rs[0]["filters_or_units"]), color=COLORS.get(model), ls=":", lw=1,
-                        label=f"number of filters ({rs[0]['filters_or_units']})")
-        spectrum = refs.get("patch_covariance", {}).get(str(rs[0]["kernel_size"]))
+                     label=f"{model}: effective rank of the {unit}")
+        if _num(rs[0]["filters_or_units"]) <= 100:
+            rank_ax.axhline(_num(rs[0]["filters_or_units"]), color=COLORS.get(model), ls=":", lw=1,
+                            label=f"number of {unit} ({rs[0]['filters_or_units']})")
+        spectrum = refs.get("patch_covariance", {}).get(str(kernel)) or refs.get("data_covariance")
         if spectrum:
             grid = np.geomspace(min(xs), max(xs), 200)
             eigenvalues = np.array(spectrum["eigenvalues"])
+            what = f"patch-covariance (k={kernel})" if kernel else "data-covariance"
             rank_ax.step(grid, [np.sum(eigenvalues > g ** 2) for g in grid], where="mid", color="0.3", ls="--",
-                         label=f"patch-covariance eigenvalues > σ² (k={rs[0]['kernel_size']})")
+                         label=f"{what} eigenvalues > σ²")
     for j, r in enumerate(r for r in rows if r["model"] == "random-init"):
         label = f"random-init ({r['filters_or_units']}, {r['kernel_size']})"
-        accuracy_ax.axhline(_num(r["accuracy"]) * 100, color="0.55", ls="--", lw=1, alpha=1 - 0.2 * j, label=label)
+        metric_ax.axhline(_num(r["accuracy"]) * 100, color="0.55", ls="--", lw=1, alpha=1 - 0.2 * j, label=label)
         rank = meta.get("points", {}).get("|".join(_key_for(r)), {}).get("details", {}).get(
             "first_layer_filter_effective_rank")
         if rank is not None:
             rank_ax.axhline(rank, color="0.55", ls="--", lw=1, alpha=1 - 0.2 * j, label=f"{label}: effective rank")
-    accuracy_ax.axvline(SIGMA, color="0.8", lw=4, zorder=0, label=f"paper: σ = {SIGMA:g}")
-    accuracy_ax.set_ylabel("test accuracy (%)")
+    for name, style in (("mean-template", "--"), ("trivial", ":")):
+        if name in refs:
+            metric_ax.axhline(refs[name]["f1"] * 100, color="0.5", ls=style, lw=1,
+                              label=f"{name.replace('-', ' ')} rule F1 ({refs[name]['f1'] * 100:.2f})")
+    metric_ax.axvline(SIGMA, color="0.8", lw=4, zorder=0, label=f"paper: σ = {SIGMA:g}")
+    metric_ax.set_ylabel("test accuracy (%)" if probe else "test F1 / AUROC (%)")
     rank_ax.set_ylabel("number of directions")
-    for ax in (accuracy_ax, rank_ax):
+    for ax in (metric_ax, rank_ax):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("σ (data scale of the Gaussian base)")
         ax.grid(alpha=0.3)

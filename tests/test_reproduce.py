@@ -47,7 +47,7 @@ def test_every_figure_has_a_script_in_order():
     paper = [n for n in names if not n.startswith("ablation")]
     assert [n.split("_")[0] for n in paper] == list(reproduction.ORDER[:-1])  # figures 1-9, then Table 1
     assert names[len(paper):] == sorted(n for n in names if n.startswith("ablation"))  # ablations last
-    assert len(SCRIPTS) == len(names) == 12 and (REPO / "reproduce" / "all.py").is_file()
+    assert len(SCRIPTS) == len(names) == 13 and (REPO / "reproduce" / "all.py").is_file()
 
 
 @pytest.mark.parametrize("name", list(FIGURES))
@@ -187,6 +187,28 @@ def test_sigma_ablation_sweeps_sigma_at_the_best_setting(tmp_path):
     assert spectrum["dimension"] == 25 and spectrum["eigenvalues"] == sorted(spectrum["eigenvalues"], reverse=True)
     ranks = [p["details"]["first_layer_filter_effective_rank"] for p in meta["points"].values()]
     assert all(1.0 <= r <= 8.0 for r in ranks)  # 8 filters (smoke cap)
+
+
+def test_ecg_sigma_ablation_records_the_data_spectrum_and_ranks(tmp_path):
+    figure = FIGURES["ablation_sigma_ecg"]
+    quick = reproduction.SCALES["quick"]["ecg5000"]
+    assert [(p.model, p.size, p.kernel_size, p.sigma) for p in reproduction.sweep_points(figure, quick)] == [
+        ("SM-DELVM", 2048, None, s) for s in reproduction.ECG_SIGMAS]
+    assert 1.0 in reproduction.ECG_SIGMAS
+    _require(figure)
+    _run(figure, tmp_path)
+    references = json.loads((tmp_path / f"{figure.name}.json").read_text())["references"]["smoke"]
+    assert references["data_covariance"]["dimension"] == 140 and "mean-template" in references
+    _, rows = _rows(tmp_path / f"{figure.name}.csv")
+    assert [float(r["sigma"]) for r in rows] == [0.5] and float(rows[0]["f1"]) >= 0
+
+
+def test_data_covariance_eigenvalues_match_numpy(rng):
+    x = rng.normal(size=(50, 4, 3)) * np.arange(1, 13).reshape(4, 3)
+    result = reproduction.data_covariance_eigenvalues(x, top=5)
+    expected = np.linalg.eigvalsh(np.cov(x.reshape(50, -1), rowvar=False))[::-1][:5]
+    np.testing.assert_allclose(result["eigenvalues"], expected, rtol=1e-12)
+    assert (result["dimension"], result["n_samples"]) == (12, 50)
 
 
 def test_patch_covariance_eigenvalues_match_numpy(rng):
