@@ -206,8 +206,8 @@ _PAPER_IMAGE = dict(train_size=None, epochs={"sm": 10, "cd": 100, "ae": 100, "ce
                     probe_epochs=10, sgld_steps=60, langevin_steps=20)
 _QUICK_IMAGE = dict(epochs={"sm": 2, "cd": 3, "ae": 3, "cebm": 1},
                     filters=(10, 40, 80), kernel_sizes=(3, 5, 9), layers=(1, 2, 3),
-                    layers_train_size=6000, layers_epochs={"sm": 1, "cd": 1, "ae": 1, "cebm": 1},
-                    probe_train=10000, probe_test=2000, probe_epochs=3, layers_probe=(4000, 2000, 3),
+                    layers_train_size=4000, layers_epochs={"sm": 1, "cd": 1, "ae": 1, "cebm": 1},
+                    probe_train=10000, probe_test=2000, probe_epochs=3, layers_probe=(3000, 2000, 2),
                     sgld_steps=20, langevin_steps=5)
 _SMOKE = dict(epochs={"sm": 1, "cd": 1, "ae": 1, "cebm": 1}, filters=(4,), kernel_sizes=(3,), units=(4,),
               layers=(2,), probe_train=200, probe_test=100, probe_epochs=1, sgld_steps=2, langevin_steps=1,
@@ -234,14 +234,14 @@ SCALES = {
             notes="quick: models train on a seeded 10k-image subset, SM 2 / CD 3 epochs; filters thinned to 10, "
                   "40, 80, kernel sizes to 3, 5, 9; probe on 10k train / 2k test images for 3 epochs. Layers "
                   "sweep: layers 1, 2, 3 (4 dropped: a 4x(80,9) conv stack costs ~1.2 GMAC per image, too slow "
-                  "on 2 CPU cores), 6k training images for 1 epoch (60 steps: lightly trained), probe on 4k / "
-                  "2k images for 3 epochs. CEBM SGLD 20 steps, CD-DEM Langevin 5 steps"),
+                  "on 2 CPU cores), 4k training images for 1 epoch (40 steps: lightly trained), probe on 3k / "
+                  "2k images for 2 epochs. CEBM SGLD 20 steps, CD-DEM Langevin 5 steps"),
         "cifar10": Protocol(
             train_size=5000, **_QUICK_IMAGE,
             notes="quick: models train on a seeded 5k-image subset, SM 2 / CD 3 epochs; filters thinned to 10, "
                   "40, 80, kernel sizes to 3, 5, 9; probe on 10k train / 2k test images for 3 epochs. Layers "
-                  "sweep: layers 1, 2, 3 (4 dropped for CPU time), 6k training images for 1 epoch (60 steps: "
-                  "lightly trained), probe on 4k / 2k images for 3 epochs. CEBM SGLD 20 steps, CD-DEM Langevin "
+                  "sweep: layers 1, 2, 3 (4 dropped for CPU time), 4k training images for 1 epoch (40 steps: "
+                  "lightly trained), probe on 3k / 2k images for 2 epochs. CEBM SGLD 20 steps, CD-DEM Langevin "
                   "5 steps"),
         "cifar10_anomaly": Protocol(
             train_size=None, epochs={"sm": 3, "cd": 5, "ae": 5, "cebm": 1}, layers=(1, 2, 4),
