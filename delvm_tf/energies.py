@@ -13,6 +13,7 @@ scaling and ``σ`` together and record both.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from delvm_tf import jacobians, objectives, samplers
@@ -70,6 +71,39 @@ class EnergyModel(LatentModel):
         self.visible_bias = self.add_weight(shape=input_shape[1:], initializer="zeros", name="visible_bias")
         if not self.sampler.built:  # a deserialised sampler arrives built
             self.sampler.build(input_shape)
+
+    def initialize_visible_bias(self, x, batch_size: int | None = None):
+        """Set the base's centre to the data mean, ``b = (1/N) Σₙ xₙ``, before training.
+
+        ``x``: a numpy array (validated, summed in batches) or a ``tf.data.Dataset`` of ``x``,
+        ``(x,)`` or ``(x, y)`` batches (streamed). ``b`` starts at 0 otherwise, as in the paper;
+        Adam then moves it by at most about the learning rate per step, so with σ² far below the
+        data's offset from 0 the features spend their capacity on that offset. Returns ``self``.
+        """
+        total, count = None, 0
+        if isinstance(x, tf.data.Dataset):
+            batches = (keras.utils.unpack_x_y_sample_weight(batch)[0] for batch in x)
+        else:
+            x = self.check_input(x)
+            if len(x) == 0:
+                raise ValueError("x: the input is empty.")
+            size = batch_size or 1024
+            batches = (x[i:i + size] for i in range(0, len(x), size))
+        for batch in batches:
+            batch = np.asarray(batch, dtype=np.float64)
+            if not self.built:
+                self.build((None, *batch.shape[1:]))
+            if tuple(batch.shape[1:]) != self.sample_shape:
+                raise ValueError(f"x has samples of shape {batch.shape[1:]}, but this model was built for "
+                                 f"{self.sample_shape}.")
+            if not np.all(np.isfinite(batch)):
+                raise ValueError("x contains NaN or Inf values.")
+            total = batch.sum(axis=0) + (0.0 if total is None else total)
+            count += len(batch)
+        if not count:
+            raise ValueError("x: the dataset is empty.")
+        self.visible_bias.assign((total / count).astype(self.visible_bias.dtype))
+        return self
 
     # ------------------------------------------------------------------ energy
     def compute_energy(self, x, training=False) -> tf.Tensor:

@@ -133,6 +133,8 @@ class Figure:
         paper: the paper's stated numbers to overlay, ``{model: {"x": ..., metric: value}}``
             (metrics in percent).
         claims: the paper's claims about this figure, for the report.
+        visible_bias: where DELVM/DEM's base centre ``b`` starts: ``"zeros"`` (the paper) or
+            ``"data_mean"`` (the training mean, :meth:`EnergyModel.initialize_visible_bias`).
     """
 
     name: str
@@ -142,12 +144,15 @@ class Figure:
     models: tuple
     paper: dict = dataclasses.field(default_factory=dict)
     claims: tuple = ()
+    visible_bias: str = "zeros"
 
     def __post_init__(self):
         if self.dataset not in DATASET_KINDS:
             raise ValueError(f"Unknown dataset {self.dataset!r}; use one of {sorted(DATASET_KINDS)}.")
         if self.sweep not in ("filters", "units", "layers", "best", "sigma"):
             raise ValueError(f"Unknown sweep {self.sweep!r}.")
+        if self.visible_bias not in ("zeros", "data_mean"):
+            raise ValueError(f"Unknown visible_bias {self.visible_bias!r}; use 'zeros' or 'data_mean'.")
         bad = [m for m in self.models if m not in MODEL_NAMES or m == "random-init"]
         if bad:
             raise ValueError(f"Unknown models {bad}; use names of {MODEL_NAMES[:-1]}.")
@@ -893,6 +898,7 @@ def run(figure: Figure, scale: str = "quick", data_dir=None, output_dir=None, se
                          "ecg": f"{ECG_LR} every layer"},
                      "sm_estimator_rule": "exact for single-layer DELVM (closed form); sliced (1 Rademacher "
                                           "projection) for deeper DELVM and for conv DEM",
+                     "visible_bias_init": figure.visible_bias,
                      "cd_delvm_sampler": "paper, k=1", "dem_hidden_units": DEM_HIDDEN_UNITS,
                      "best_settings": {m: _best_setting(figure.dataset, m) for m in figure.models},
                      "best_settings_chosen": {m: BEST_CHOSEN[(figure.dataset, m)] for m in figure.models
@@ -930,6 +936,8 @@ def run(figure: Figure, scale: str = "quick", data_dir=None, output_dir=None, se
                                   protocol, epochs_of, sigma=point.sigma)
         x_fit = data.x_train[:n_train]
         model.build((None, *x_fit.shape[1:]))
+        if figure.visible_bias == "data_mean" and spec["epochs"] and hasattr(model, "initialize_visible_bias"):
+            model.initialize_visible_bias(x_fit)
         train_seconds = 0.0
         if spec["epochs"]:
             t_train = time.time()

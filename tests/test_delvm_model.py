@@ -148,6 +148,25 @@ def test_data_far_below_sigma_still_trains(rng):
         assert model.divergence is None
 
 
+def test_visible_bias_can_start_at_the_data_mean(images):
+    expected = images.astype(np.float64).mean(axis=0)
+    model = conv_model()
+    assert model.initialize_visible_bias(images, batch_size=64) is model  # builds the model if needed
+    np.testing.assert_allclose(np.asarray(model.visible_bias), expected, atol=1e-6)
+    streamed = conv_model()
+    streamed.initialize_visible_bias(tf.data.Dataset.from_tensor_slices((images, np.zeros(len(images)))).batch(30))
+    np.testing.assert_allclose(np.asarray(streamed.visible_bias), expected, atol=1e-6)
+    dem = delvm_tf.DEM(encoder=networks.dense([4], seed=0), hidden_units=3, seed=0)
+    dem.initialize_visible_bias(images.reshape(len(images), -1))
+    np.testing.assert_allclose(np.asarray(dem.visible_bias), expected.reshape(-1), atol=1e-6)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        model.initialize_visible_bias(np.where(images > 2.5, np.nan, images))
+    with pytest.raises(ValueError, match="shape"):
+        model.initialize_visible_bias(images[:, :4])
+    with pytest.raises(ValueError, match="empty"):
+        conv_model().initialize_visible_bias(tf.data.Dataset.from_tensor_slices(images[:0]).batch(4))
+
+
 # ------------------------------------------------------------------ bad input
 def test_bad_input_raises_clear_errors(images):
     model = conv_model()

@@ -47,7 +47,7 @@ def test_every_figure_has_a_script_in_order():
     paper = [n for n in names if not n.startswith("ablation")]
     assert [n.split("_")[0] for n in paper] == list(reproduction.ORDER[:-1])  # figures 1-9, then Table 1
     assert names[len(paper):] == sorted(n for n in names if n.startswith("ablation"))  # ablations last
-    assert len(SCRIPTS) == len(names) == 13 and (REPO / "reproduce" / "all.py").is_file()
+    assert len(SCRIPTS) == len(names) == 14 and (REPO / "reproduce" / "all.py").is_file()
 
 
 @pytest.mark.parametrize("name", list(FIGURES))
@@ -147,6 +147,11 @@ def test_sweep_specification():
     table = reproduction.sweep_points(FIGURES["table1_cifar_anomaly"], reproduction.SCALES["paper"]["cifar10_anomaly"])
     assert [(p.model, p.size, p.kernel_size, p.layers) for p in table] == [
         ("SM-DELVM", 70, 7, 1), ("CD-DELVM", 70, 3, 1), ("CAE", 50, 5, 1)]
+    for bad, message in ((dict(sweep="depth"), "sweep"), (dict(dataset="mnist"), "dataset"),
+                         (dict(visible_bias="median"), "visible_bias")):
+        with pytest.raises(ValueError, match=f"Unknown {message}"):
+            reproduction.Figure(**{**dict(name="x", title="x", dataset="ecg5000", sweep="units", models=("AE",)),
+                                   **bad})
 
 
 def test_model_factory_records_the_paper_settings():
@@ -189,18 +194,26 @@ def test_sigma_ablation_sweeps_sigma_at_the_best_setting(tmp_path):
     assert all(1.0 <= r <= 8.0 for r in ranks)  # 8 filters (smoke cap)
 
 
-def test_ecg_sigma_ablation_records_the_data_spectrum_and_ranks(tmp_path):
-    figure = FIGURES["ablation_sigma_ecg"]
+@pytest.mark.parametrize("name", ["ablation_sigma_ecg", "ablation_sigma_ecg_mean_bias"])
+def test_ecg_sigma_ablation_records_the_data_spectrum_and_ranks(name, tmp_path):
+    figure = FIGURES[name]
     quick = reproduction.SCALES["quick"]["ecg5000"]
     assert [(p.model, p.size, p.kernel_size, p.sigma) for p in reproduction.sweep_points(figure, quick)] == [
         ("SM-DELVM", 2048, None, s) for s in reproduction.ECG_SIGMAS]
     assert 1.0 in reproduction.ECG_SIGMAS
     _require(figure)
     _run(figure, tmp_path)
-    references = json.loads((tmp_path / f"{figure.name}.json").read_text())["references"]["smoke"]
+    meta = json.loads((tmp_path / f"{figure.name}.json").read_text())
+    references = meta["references"]["smoke"]
     assert references["data_covariance"]["dimension"] == 140 and "mean-template" in references
+    assert meta["scales"]["smoke"]["settings"]["visible_bias_init"] == figure.visible_bias
     _, rows = _rows(tmp_path / f"{figure.name}.csv")
     assert [float(r["sigma"]) for r in rows] == [0.5] and float(rows[0]["f1"]) >= 0
+    (details,) = [p["details"] for p in meta["points"].values()]
+    assert 1.0 <= details["first_layer_filter_effective_rank"] <= 140
+    # b from the training mean stays near it after one short epoch; from 0 it stays far from it.
+    distance = details["norm_b_minus_train_mean_over_norm_train_mean"]
+    assert distance < 0.1 if figure.visible_bias == "data_mean" else distance > 0.5
 
 
 def test_data_covariance_eigenvalues_match_numpy(rng):
