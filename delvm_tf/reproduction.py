@@ -419,6 +419,17 @@ class Data:
     x_val: Optional[np.ndarray] = None
     y_val: Optional[np.ndarray] = None
     subsets: dict = dataclasses.field(default_factory=dict)
+    orders: dict = dataclasses.field(default_factory=dict)  # "train"/"probe"/"test" -> positions, seeded order
+
+    def first(self, name: str, n: Optional[int]):
+        """An index of the first ``n`` samples of ``x_<name>`` (``"train"``, ``"probe"``,
+        ``"test"``) in its seeded random order (sorted positions), or in stored order (a slice)
+        where it has none: a random subset, not the lowest indices of a file sorted by class."""
+        size = len(getattr(self, f"x_{name}"))
+        order = self.orders.get(name)
+        if n is None or n >= size or order is None:
+            return slice(0, size if n is None else min(n, size))
+        return np.sort(order[:n])
 
 
 def default_data_dir() -> Optional[str]:
@@ -430,9 +441,17 @@ def default_data_dir() -> Optional[str]:
 
 
 def _subset(n_total: int, n: Optional[int], rng) -> np.ndarray:
+    return _subset_in_order(n_total, n, rng)[0]
+
+
+def _subset_in_order(n_total: int, n: Optional[int], rng) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """A seeded random subset of ``n`` of ``range(n_total)``, sorted, and the positions of its
+    members in their random order (None when the subset is everything)."""
     if n is None or n >= n_total:
-        return np.arange(n_total)
-    return np.sort(rng.permutation(n_total)[:n])
+        return np.arange(n_total), None
+    chosen = rng.permutation(n_total)[:n]
+    subset = np.sort(chosen)
+    return subset, np.searchsorted(subset, chosen)
 
 
 def _stratified(y: np.ndarray, fraction: float, rng) -> np.ndarray:
@@ -461,13 +480,17 @@ def load_data(figure: Figure, protocol: Protocol, data_dir, seed: int) -> Data:
         order = rng.permutation(len(x_train))
         train_idx = np.sort(order[:train_n]) if train_n else np.arange(len(x_train))
         probe_idx = np.sort(order[:protocol.probe_train]) if protocol.probe_train else np.arange(len(x_train))
-        test_idx = _subset(len(x_test), protocol.probe_test, rng)
+        test_idx, test_order = _subset_in_order(len(x_test), protocol.probe_test, rng)
+        orders = {"train": np.searchsorted(train_idx, order[:len(train_idx)]),
+                  "probe": np.searchsorted(probe_idx, order[:len(probe_idx)]), "test": test_order}
         subsets = {"train": _describe_subset(train_idx, len(x_train)), "probe_train": _describe_subset(
             probe_idx, len(x_train)), "probe_test": _describe_subset(test_idx, len(x_test)),
             "rule": "seeded permutation of the train split: models train on its first train_size images "
-                    "(the layers sweep on its first layers_train_size), the probe on its first probe_train"}
+                    "(the layers sweep on its first layers_train_size), the probe on its first probe_train "
+                    "(the layers sweep's probe on the first of those); a seeded random test subset, likewise"}
         return Data(x_train[train_idx], info.to_dict(), info.source, info.lossy, x_probe=x_train[probe_idx],
-                    y_probe=y_train[probe_idx], x_test=x_test[test_idx], y_test=y_test[test_idx], subsets=subsets)
+                    y_probe=y_train[probe_idx], x_test=x_test[test_idx], y_test=y_test[test_idx], subsets=subsets,
+                    orders=orders)
     if figure.dataset == "ecg5000":
         split = _cached(("ecg", seed, str(data_dir)), lambda: datasets.ecg5000_anomaly_split(seed=seed,
                                                                                             data_dir=data_dir))
@@ -488,8 +511,9 @@ def load_data(figure: Figure, protocol: Protocol, data_dir, seed: int) -> Data:
                "test": _describe_subset(test_idx, len(split.y_test)) | {
                    "normal": int(np.sum(split.y_test[test_idx] == 0)),
                    "abnormal": int(np.sum(split.y_test[test_idx]))},
-               "rule": "seeded subset of the normal training images; stratified seeded subsets of the "
-                       "validation and test sets (class ratio kept)"}
+               "rule": "seeded subset of the normal training images (a layers sweep with fewer images takes "
+                       "the first ones in file order, all of the normal class); stratified seeded subsets of "
+                       "the validation and test sets (class ratio kept)"}
     return Data(split.x_train[train_idx], info, info["source"], bool(info["lossy"]), x_test=split.x_test[test_idx],
                 y_test=split.y_test[test_idx], x_val=split.x_val[val_idx], y_val=split.y_val[val_idx],
                 subsets=subsets)
@@ -522,8 +546,9 @@ def probe_point(model, data: Data, protocol: Protocol, seed: int, sweep: str) ->
     from delvm_tf import probe
 
     n_train, n_test, epochs = protocol.sweep_probe(sweep)
-    train = (data.x_probe[:n_train], data.y_probe[:n_train])  # a prefix of a seeded permutation
-    test = (data.x_test[:n_test], data.y_test[:n_test])       # a prefix of a seeded random subset
+    train_idx, test_idx = data.first("probe", n_train), data.first("test", n_test)
+    train = (data.x_probe[train_idx], data.y_probe[train_idx])
+    test = (data.x_test[test_idx], data.y_test[test_idx])
     result = probe.linear_probe(model, train, test, pool=PROBE_POOL,
                                 epochs=epochs, batch_size=PROBE_BATCH_SIZE,
                                 learning_rate=PROBE_LEARNING_RATE, seed=seed)
@@ -934,7 +959,7 @@ def run(figure: Figure, scale: str = "quick", data_dir=None, output_dir=None, se
         keras.utils.set_random_seed(seed)
         model, spec = build_model(point.model, figure.kind, point.size, point.kernel_size, point.layers, seed,
                                   protocol, epochs_of, sigma=point.sigma)
-        x_fit = data.x_train[:n_train]
+        x_fit = data.x_train[data.first("train", n_train)]
         model.build((None, *x_fit.shape[1:]))
         if figure.visible_bias == "data_mean" and spec["epochs"] and hasattr(model, "initialize_visible_bias"):
             model.initialize_visible_bias(x_fit)

@@ -216,6 +216,22 @@ def test_ecg_sigma_ablation_records_the_data_spectrum_and_ranks(name, tmp_path):
     assert distance < 0.1 if figure.visible_bias == "data_mean" else distance > 0.5
 
 
+def test_smaller_sweeps_take_random_prefixes_of_the_subsets():
+    # The same sets as a plain seeded subset ...
+    subset, order = reproduction._subset_in_order(1000, 200, np.random.default_rng(0))
+    np.testing.assert_array_equal(subset, np.sort(np.random.default_rng(0).permutation(1000)[:200]))
+    np.testing.assert_array_equal(np.sort(order), np.arange(200))
+    # ... but a smaller sweep's first n are random members, not the lowest indices: in a file sorted
+    # by class (the CIFAR-10 tar) the lowest indices hold one or two classes.
+    labels = np.repeat(np.arange(10), 100)
+    data = reproduction.Data(x_train=labels[subset], info={}, source="", lossy=False, orders={"train": order})
+    assert len(np.unique(data.x_train[data.first("train", 40)])) >= 8
+    assert len(np.unique(data.x_train[:40])) <= 2
+    assert data.first("train", None) == slice(0, 200) and data.first("train", 500) == slice(0, 200)
+    unordered = reproduction.Data(x_train=labels, info={}, source="", lossy=False)
+    assert unordered.first("train", 30) == slice(0, 30)  # no order: file order, said in the metadata
+
+
 def test_data_covariance_eigenvalues_match_numpy(rng):
     x = rng.normal(size=(50, 4, 3)) * np.arange(1, 13).reshape(4, 3)
     result = reproduction.data_covariance_eigenvalues(x, top=5)
